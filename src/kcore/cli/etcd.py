@@ -1,0 +1,3 @@
+"""`kcore etcd`: placeholder until the store lands."""
+def run(argv):
+    raise SystemExit("not yet")
