@@ -14,39 +14,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Callable
 
-_DURATION_UNITS = {
-    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3,
-    "s": 1.0, "m": 60.0, "h": 3600.0,
-}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-class FlagError(ValueError):
-    """A flag that cannot be parsed; the message is what the user sees."""
-
-
-def parse_duration(text: str) -> float:
-    """Go's time.ParseDuration, returning seconds: '40s', '1m30s', '100ms', '-1.5h', '0'."""
-    s = text.strip()
-    if not s:
-        raise FlagError(f'invalid duration "{text}"')
-    sign = 1.0
-    if s[0] in "+-":
-        sign = -1.0 if s[0] == "-" else 1.0
-        s = s[1:]
-    if s == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
-        if not m:
-            if re.fullmatch(r"\d+(\.\d*)?", s[pos:]):
-                raise FlagError(f'missing unit in duration "{text}"')
-            raise FlagError(f'invalid duration "{text}"')
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    return sign * total
-
+from kcore.durations import DurationError as FlagError, parse_duration
 
 def parse_bool(text: str) -> bool:
     """Go's strconv.ParseBool."""
