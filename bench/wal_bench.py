@@ -1,0 +1,168 @@
+"""WAL codec and write-path benchmark.
+
+    python bench/wal_bench.py [--codec ref|native|both] [--syncs N] [--dir PATH]
+
+Prints, per codec: encode and decode throughput (records/s, MB/s) for batches of
+1/16/64/256 records of ~200 bytes, and the cost of WAL.save + WAL.sync per
+batch (a real fdatasync on the filesystem of --dir), plus save alone.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+from kcore.store import wal as walmod
+from kcore.store import walcodec_ref
+from kcore.store.wal import WAL, Entry, HardState
+
+BATCHES = (1, 16, 64, 256)
+PAYLOAD = 200
+
+
+def _codecs(which: str) -> list[tuple[str, object]]:
+    out = []
+    if which in ("ref", "both"):
+        out.append(("ref", walcodec_ref))
+    if which in ("native", "both"):
+        try:
+            from kcore._native import walcodec
+        except ImportError:
+            print("native codec not built; skipping it", file=sys.stderr)
+        else:
+            out.append(("native", walcodec))
+    return out
+
+
+def _entries(n: int, start: int = 1) -> list[Entry]:
+    data = bytes(range(256)) * 2
+    return [Entry(i, 3, data[i % 56: i % 56 + PAYLOAD]) for i in range(start, start + n)]
+
+
+def _best(fn, budget: float = 0.3) -> float:
+    """Best seconds per call over a few timed loops of about budget/5 seconds."""
+    fn()
+    loops, t = 1, 0.0
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        t = time.perf_counter() - t0
+        if t > budget / 5:
+            break
+        loops *= 4
+    best = t / loops
+    for _ in range(4):
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / loops)
+    return best
+
+
+def bench_codec(codec) -> list[dict]:
+    rows = []
+    hs = HardState(3, 1, 10)
+    for n in BATCHES:
+        ents = _entries(n)
+        blob = codec.encode_batch(ents, hs)
+        enc = _best(lambda ents=ents: codec.encode_batch(ents, hs))
+        big = blob * max(1, 4096 // n)  # many batches back to back
+        nrec = (n + 1) * max(1, 4096 // n)
+
+        def dec(big=big):
+            records, _, _ = codec.decode(big, 0)
+            de = codec.decode_entry
+            for rtype, _off, payload in records:
+                if rtype == 2:
+                    de(payload)
+
+        dect = _best(dec)
+        rows.append({
+            "batch": n,
+            "encode_rec_s": (n + 1) / enc,
+            "encode_mb_s": len(blob) / enc / 1e6,
+            "encode_us_batch": enc * 1e6,
+            "decode_rec_s": nrec / dect,
+            "decode_mb_s": len(big) / dect / 1e6,
+        })
+    return rows
+
+
+def bench_wal(codec, dirpath: str, syncs: int) -> list[dict]:
+    rows = []
+    old = walmod.codec
+    walmod.codec = codec
+    try:
+        for n in BATCHES:
+            d = os.path.join(dirpath, f"wal-{n}")
+            shutil.rmtree(d, ignore_errors=True)
+            w = WAL.create(d, b"bench", segment_bytes=64 << 20)
+            nxt = 1
+            batches = [_entries(n, 1 + k * n) for k in range(syncs)]
+            times, save_times = [], []
+            for k, ents in enumerate(batches):
+                hs = HardState(3, 1, nxt + n - 1)
+                t0 = time.perf_counter()
+                w.save(hs, ents)
+                t1 = time.perf_counter()
+                w.sync()
+                t2 = time.perf_counter()
+                save_times.append(t1 - t0)
+                times.append(t2 - t0)
+                nxt += n
+            w.close()
+            shutil.rmtree(d, ignore_errors=True)
+            med = statistics.median(times)
+            rows.append({
+                "batch": n,
+                "save_sync_us": med * 1e6,
+                "save_us": statistics.median(save_times) * 1e6,
+                "durable_rec_s": n / med,
+            })
+    finally:
+        walmod.codec = old
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--codec", choices=("ref", "native", "both"), default="both")
+    ap.add_argument("--syncs", type=int, default=300, help="save+sync rounds per batch size")
+    ap.add_argument("--dir", default=None, help="where to put the WAL (default: a temp dir)")
+    args = ap.parse_args(argv)
+    base = tempfile.mkdtemp(prefix="walbench-", dir=args.dir)
+    results = {}
+    try:
+        for name, codec in _codecs(args.codec):
+            results[name] = (bench_codec(codec), bench_wal(codec, base, args.syncs))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    for name, (crows, wrows) in results.items():
+        print(f"\n== codec: {name}  (records of ~{PAYLOAD} B payload; a batch adds 1 hardstate record)")
+        print(f"{'batch':>6} {'enc rec/s':>12} {'enc MB/s':>9} {'enc us/batch':>13} "
+              f"{'dec rec/s':>12} {'dec MB/s':>9}")
+        for r in crows:
+            print(f"{r['batch']:>6} {r['encode_rec_s']:>12,.0f} {r['encode_mb_s']:>9.0f} "
+                  f"{r['encode_us_batch']:>13.1f} {r['decode_rec_s']:>12,.0f} {r['decode_mb_s']:>9.0f}")
+        print(f"{'batch':>6} {'save+sync us':>13} {'save us':>9} {'durable rec/s':>14}")
+        for r in wrows:
+            print(f"{r['batch']:>6} {r['save_sync_us']:>13.1f} {r['save_us']:>9.1f} "
+                  f"{r['durable_rec_s']:>14,.0f}")
+    if "ref" in results and "native" in results:
+        print("\n== native / ref speed-up")
+        for rr, nr in zip(results["ref"][0], results["native"][0]):
+            print(f"batch {rr['batch']:>3}: encode x{nr['encode_rec_s'] / rr['encode_rec_s']:.1f}, "
+                  f"decode x{nr['decode_rec_s'] / rr['decode_rec_s']:.1f}")
+        for rr, nr in zip(results["ref"][1], results["native"][1]):
+            print(f"batch {rr['batch']:>3}: save x{rr['save_us'] / nr['save_us']:.1f}, "
+                  f"save+sync x{rr['save_sync_us'] / nr['save_sync_us']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
