@@ -5,9 +5,10 @@ LeaseKeepAlive echo, a multi-MB Snapshot stream) is served by
 NativeGrpcServer on a loop in a background thread; the tests talk to it
 with grpcio's generated stubs, as an etcd Python client would.
 
-Run as a script (`python tests/unit/test_native_grpc.py --port-file F
-[--tls DIR [--client-certs]]`) it serves the same toy in a process of its
-own; the integration tests drive that with real etcdctl.
+Run as a script (`python tests/unit/test_native_grpc.py [--tls DIR
+[--client-certs]]`) it serves the same toy in a process of its own, prints
+the port and runs until stdin closes; the integration tests drive that with
+real etcdctl.
 """
 from __future__ import annotations
 
@@ -85,8 +86,9 @@ class Toy:
 
     async def range(self, req: pb.RangeRequest) -> pb.RangeResponse:
         keys = self._keys(req.key, req.range_end)
-        return pb.RangeResponse(header=self.header(), kvs=[self.kv[k] for k in keys],
-                                count=len(keys))
+        kvs = [kv_pb2.KeyValue(key=k, mod_revision=self.kv[k].mod_revision) if req.keys_only
+               else self.kv[k] for k in keys]
+        return pb.RangeResponse(header=self.header(), kvs=kvs, count=len(keys))
 
     async def delete_range(self, req: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
         keys = self._keys(req.key, req.range_end)
@@ -174,7 +176,7 @@ def make_certs(directory: Path) -> dict[str, Path]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     def name(cn: str) -> x509.Name:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
@@ -616,18 +618,13 @@ async def _serve_main(args) -> None:
         certs = {"server": d / "server.pem", "server_key": d / "server-key.pem", "ca": d / "ca.pem"}
         ctx = server_ssl_context(certs, args.client_certs)
     server = NativeGrpcServer(toy_registry(Toy()), ssl_context=ctx)
-    port = await server.start("127.0.0.1", 0)
-    tmp = args.port_file + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(str(port))
-    os.replace(tmp, args.port_file)
+    print(await server.start("127.0.0.1", 0), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)   # until EOF
     await server.stop(1.0)
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--port-file", required=True)
     ap.add_argument("--tls")
     ap.add_argument("--client-certs", action="store_true")
     import uvloop
