@@ -27,7 +27,8 @@ SERVERS = ("aio", "native")
 # ---- the toy service ---------------------------------------------------------------------
 
 def toy_registry():
-    from kcore.store.rpc.pb import kv_pb2, rpc_pb2 as pb
+    from kcore.store.rpc.pb import kv_pb2
+    from kcore.store.rpc.pb import rpc_pb2 as pb
     from kcore.store.rpc.registry import UNARY, Registry
 
     data: dict[bytes, kv_pb2.KeyValue] = {}
@@ -92,7 +93,9 @@ def serve_main(kind: str) -> None:
 
 async def _drive(port: int, workers: int, duration: float, start_at: float) -> int:
     import grpc
-    from kcore.store.rpc.pb import rpc_pb2 as pb, rpc_pb2_grpc
+
+    from kcore.store.rpc.pb import rpc_pb2 as pb
+    from kcore.store.rpc.pb import rpc_pb2_grpc
 
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = rpc_pb2_grpc.KVStub(channel)

@@ -31,8 +31,7 @@ import types
 from typing import Any
 
 from kcore._native import h2grpc
-from kcore.store.errors import (CANCELLED, DEADLINE_EXCEEDED, INTERNAL, OK, UNKNOWN,
-                                StoreError)
+from kcore.store.errors import CANCELLED, DEADLINE_EXCEEDED, INTERNAL, OK, UNKNOWN, StoreError
 from kcore.store.rpc.registry import BIDI_STREAM, SERVER_STREAM, UNARY, Registry
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ def _resume(coro, pending):
     while True:
         try:
             yield pending
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - forwarded into the handler
             try:
                 pending = coro.throw(exc)
             except StopIteration as stop:
@@ -61,7 +60,7 @@ class _Requests:
     """The request iterator a bidi handler reads: messages pushed by the
     connection as they arrive, parsed lazily, ended by the client's half-close."""
 
-    __slots__ = ("_parse", "_items", "_ended", "_waiter")
+    __slots__ = ("_ended", "_items", "_parse", "_waiter")
 
     def __init__(self, parse):
         self._parse = parse
@@ -227,12 +226,12 @@ class NativeGrpcServer:
     async def _finish_unary(self, stream, coro, pending) -> None:
         try:
             response = await _resume(coro, pending)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - every outcome becomes a gRPC status
             self._ended(stream, exc)
             return
         try:
             payload = response.SerializeToString()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported to the client as INTERNAL
             self.handler_error(stream, exc)
             stream.finish(INTERNAL, f"grpc: error while marshaling: {exc}")
             return
@@ -241,7 +240,7 @@ class NativeGrpcServer:
     async def _run_server_stream(self, stream, raw: bytes) -> None:
         try:
             request = stream.method[1](raw)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported to the client as INTERNAL
             stream.finish(INTERNAL, f"grpc: error unmarshalling request: {exc}")
             return
         await self._run_stream(stream, request)
@@ -249,7 +248,7 @@ class NativeGrpcServer:
     async def _run_stream(self, stream, first: Any) -> None:
         try:
             await stream.method[2](first, _sender(stream))
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - every outcome becomes a gRPC status
             self._ended(stream, exc)
         else:
             self._ended(stream, None)
