@@ -128,6 +128,8 @@ def decode(buf: bytes, start: int = 0) -> tuple[list[tuple[int, int, bytes]], in
     if not isinstance(buf, bytes):
         buf = bytes(buf)
     size = len(buf)
+    if start < 0 or start > size:
+        raise ValueError("start outside the buffer")
     off = start
     while True:
         if off == size:
