@@ -107,7 +107,7 @@ def test_records_encode_and_decode_agree(records, trailing, mutation, start, win
         assert len(a) == ref.record_size(len(payload)) == native.record_size(len(payload))
         parts.append(a)
     clean = b"".join(parts) + bytes(trailing)
-    rr, re_, rs = ref.decode(clean)
+    rr, _, rs = ref.decode(clean)
     assert [(t, p) for t, _, p in rr] == [(t, p) for t, p, _ in records]
     assert rs in (ref.STOP_END, ref.STOP_ZERO)
     buf = mutate(clean, *mutation)

@@ -260,20 +260,23 @@ class _Replay:
             raise DataCorruption(path, 0, f"segment header says {segment_name(hseq, hindex)}")
         snap_index = self.snap.index
         ents = self.entries
+        expect = snap_index + len(ents) + 1  # the index that simply extends the log
         decode_entry = codec.decode_entry
-        for rtype, off, payload in records[1:]:
+        for rtype, off, payload in itertools.islice(records, 1, None):
             try:
                 if rtype == ref.REC_ENTRY:
                     index, term, etype, data = decode_entry(payload)
-                    if index > snap_index:
-                        up = index - snap_index - 1
-                        if up > len(ents):
+                    if index == expect:
+                        ents.append(Entry(index, term, data, etype))
+                        expect += 1
+                    elif index > snap_index:
+                        if index > expect:
                             raise MissingEntries(
                                 f"{path}: entry {index} at offset {off} follows entry "
-                                f"{snap_index + len(ents)}: entries in between are missing")
-                        if up < len(ents):
-                            del ents[up:]
+                                f"{expect - 1}: entries in between are missing")
+                        del ents[index - snap_index - 1:]  # a new leader overwrote the tail
                         ents.append(Entry(index, term, data, etype))
+                        expect = index + 1
                     self.last_index = index
                 elif rtype == ref.REC_HARDSTATE:
                     self.hardstate = HardState(*ref.decode_hardstate(payload))
