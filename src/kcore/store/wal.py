@@ -197,16 +197,16 @@ def _is_torn(buf: bytes, off: int, stop: int, tail: int) -> bool:
     """Whether damage at off (the last segment) is an unfinished last write; see module doc."""
     if stop == ref.STOP_FRAMING:
         return False  # its header CRC is valid: a whole record that we do not understand
-    if codec.find_batch_start(buf, off + ref.ALIGN, tail) >= 0:
-        return False  # a later write exists, so this one had been synced
     if stop == ref.STOP_SHORT:
-        return True
-    span_end = off + ref.HEADER_SIZE
-    extent = span_end
-    if stop == ref.STOP_PAYLOAD_CRC:
+        return True  # the file ends inside it: nothing can follow
+    span_end = extent = off + ref.HEADER_SIZE
+    if stop == ref.STOP_PAYLOAD_CRC:  # the header, length included, is intact
         n = ref.read_header(buf, off)[0]
         span_end += n
         extent = off + ref.record_size(n)
+    if codec.find_batch_start(buf, extent if stop == ref.STOP_PAYLOAD_CRC else off + ref.ALIGN,
+                              tail) >= 0:
+        return False  # a later write exists, so this one had been synced
     if tail <= extent:
         return True  # nothing but zeros after it
     size = len(buf)
@@ -388,9 +388,11 @@ class WAL:
         return wal
 
     def _open(self, segments: list[tuple[int, int, str]], snap: WalSnapshot) -> None:
-        for name in os.listdir(self.dirpath):
-            if name.endswith(".wal.tmp"):  # a cut that crashed before its rename
-                os.unlink(os.path.join(self.dirpath, name))
+        stale = [n for n in os.listdir(self.dirpath) if n.endswith(".wal.tmp")]
+        for name in stale:  # a cut that crashed before its rename
+            os.unlink(os.path.join(self.dirpath, name))
+        if stale:
+            os.fsync(self._dir_fd)
         start = next((i for i in range(len(segments) - 1, -1, -1) if segments[i][1] <= snap.index),
                      None)
         if start is None:
