@@ -290,6 +290,9 @@ def test_leftover_tmp_files_are_ignored(waldir, tmp_path):
     assert not WAL.exists(str(tmp_path / "other" / "wal"))
     assert [e.index for e in reopen(waldir)[2]] == [1, 2, 3]
     assert segments(waldir) == [segment_name(0, 0)]
+    WAL.create(str(tmp_path / "other" / "wal"), b"m").close()  # a crashed create is redone
+    assert WAL.exists(str(tmp_path / "other" / "wal"))
+    assert not os.path.exists(str(tmp_path / "other" / "wal.tmp"))
 
 
 def test_save_during_sync_from_another_thread(waldir):
@@ -525,4 +528,13 @@ def test_gap_in_entries_is_reported(waldir):
         f.seek(end)
         f.write(gap)
     with pytest.raises(MissingEntries, match="entry 5"):
+        reopen(waldir)
+
+
+def test_renamed_segment_is_corruption(waldir):
+    write_batches(waldir, [(None, ents(i, i + 9, size=200)) for i in range(1, 100, 10)])
+    name = segments(waldir)[-1]
+    seq, first = parse_segment_name(name)
+    os.rename(os.path.join(waldir, name), os.path.join(waldir, segment_name(seq, first - 1)))
+    with pytest.raises(DataCorruption, match="segment header says"):
         reopen(waldir)
