@@ -26,7 +26,11 @@ SERVERS = ("aio", "native")
 
 # ---- the toy service ---------------------------------------------------------------------
 
-def toy_registry():
+def toy_registry(handler: str = "sync"):
+    """KV.Put over a dict. handler "sync" answers at once; "commit" waits, like a
+    store's group commit, for a future resolved with all others of its loop turn."""
+    import asyncio
+
     from kcore.store.rpc.pb import kv_pb2
     from kcore.store.rpc.pb import rpc_pb2 as pb
     from kcore.store.rpc.registry import UNARY, Registry
@@ -34,7 +38,21 @@ def toy_registry():
     data: dict[bytes, kv_pb2.KeyValue] = {}
     state = {"rev": 1}
 
+    batch: list[asyncio.Future] = []
+
+    def commit() -> None:
+        done = batch[:]
+        batch.clear()
+        for f in done:
+            f.set_result(None)
+
     async def put(req):
+        if handler == "commit":
+            fut = asyncio.get_running_loop().create_future()
+            if not batch:
+                asyncio.get_running_loop().call_soon(commit)
+            batch.append(fut)
+            await fut
         state["rev"] += 1
         rev = state["rev"]
         data[req.key] = kv_pb2.KeyValue(key=req.key, value=req.value, mod_revision=rev)
@@ -63,8 +81,8 @@ def aio_handlers(registry):
     return [grpc.method_handlers_generic_handler(s, h) for s, h in by_service.items()]
 
 
-async def _serve(kind: str) -> None:
-    registry = toy_registry()
+async def _serve(kind: str, handler: str) -> None:
+    registry = toy_registry(handler)
     if kind == "native":
         from kcore.store.rpc.native_server import NativeGrpcServer
         server = NativeGrpcServer(registry)
@@ -80,13 +98,13 @@ async def _serve(kind: str) -> None:
     await server.stop(0.5)
 
 
-def serve_main(kind: str) -> None:
+def serve_main(kind: str, handler: str) -> None:
     try:
         import uvloop
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_serve(kind))
+    asyncio.run(_serve(kind, handler))
 
 
 # ---- the load generator -------------------------------------------------------------------
@@ -158,17 +176,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per run")
     ap.add_argument("--procs", type=int, default=2, help="client processes (at most)")
     ap.add_argument("--servers", default=",".join(SERVERS))
+    ap.add_argument("--handler", choices=("sync", "commit"), default="sync",
+                    help="toy Put answers at once, or after a simulated group commit")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
-        serve_main(args.serve)
+        serve_main(args.serve, args.handler)
         return 0
 
     levels = [int(c) for c in args.concurrency.split(",")]
     results: list[dict] = []
     for kind in args.servers.split(","):
-        server = subprocess.Popen([sys.executable, __file__, "--serve", kind],
+        server = subprocess.Popen([sys.executable, __file__, "--serve", kind,
+                                   "--handler", args.handler],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             port = int(server.stdout.readline())
@@ -196,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                                                        / a["server_cpu_us_per_call"], 3)})
             print(f"c={c:<4d} native/aio: calls/s x{ratios[-1]['calls_per_s_ratio']}, "
                   f"server CPU per call x{ratios[-1]['cpu_per_call_ratio']}")
-    doc = {"bench": "grpc_frontend", "duration_s": args.duration, "results": results,
+    doc = {"bench": "grpc_frontend", "handler": args.handler, "duration_s": args.duration,
+           "results": results,
            "ratios": ratios}
     print(json.dumps(doc))
     if args.json:
