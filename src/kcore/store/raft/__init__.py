@@ -1,0 +1,86 @@
+"""kcore's consensus core: a pure Raft state machine in the style of etcd-io/raft.
+
+`RawNode` takes ticks and messages and hands back `Ready` batches; the
+driver (`node.py`) persists, sends and applies them. See `core` for the
+exact contract.
+"""
+from .confchange import InvalidConfChange
+from .core import CAMPAIGN_TRANSFER, Config, ProposalDropped, Raft, RawNode, Ready, Status
+from .log import (
+    LogCompacted,
+    LogUnavailable,
+    MemoryStorage,
+    RaftLog,
+    SnapshotOutOfDate,
+    SnapshotTemporarilyUnavailable,
+    Storage,
+)
+from .messages import (
+    EMPTY_HARD_STATE,
+    EMPTY_SNAPSHOT,
+    NONE,
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    ReadState,
+    Role,
+    Snapshot,
+    SoftState,
+    decode_entry,
+    decode_hard_state,
+    decode_message,
+    decode_snapshot,
+    encode_entry,
+    encode_hard_state,
+    encode_message,
+    encode_snapshot,
+)
+from .quorum import Progress, ProgressState
+
+__all__ = [
+    "CAMPAIGN_TRANSFER",
+    "EMPTY_HARD_STATE",
+    "EMPTY_SNAPSHOT",
+    "NONE",
+    "ConfChange",
+    "ConfChangeType",
+    "ConfState",
+    "Config",
+    "Entry",
+    "EntryType",
+    "HardState",
+    "InvalidConfChange",
+    "LogCompacted",
+    "LogUnavailable",
+    "MemoryStorage",
+    "Message",
+    "MessageType",
+    "Progress",
+    "ProgressState",
+    "ProposalDropped",
+    "Raft",
+    "RaftLog",
+    "RawNode",
+    "ReadState",
+    "Ready",
+    "Role",
+    "Snapshot",
+    "SnapshotOutOfDate",
+    "SnapshotTemporarilyUnavailable",
+    "SoftState",
+    "Status",
+    "Storage",
+    "decode_entry",
+    "decode_hard_state",
+    "decode_message",
+    "decode_snapshot",
+    "encode_entry",
+    "encode_hard_state",
+    "encode_message",
+    "encode_snapshot",
+]
