@@ -386,6 +386,8 @@ def find_batch_start(buf, Py_ssize_t start, Py_ssize_t stop):
     PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE)
     try:
         p = <const unsigned char *>view.buf
+        if start < 0:
+            start = 0
         off = start + ((-start) & 7)
         last = min(stop, view.len - _HDR + 1)
         with nogil:

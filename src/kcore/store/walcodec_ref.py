@@ -172,6 +172,7 @@ def find_batch_start(buf: bytes, start: int, stop: int) -> int:
     """Offset of the first 8-aligned header in [start, stop) with a valid header
     CRC and FLAG_BATCH set, or -1. Used to tell a torn last write (nothing was
     written after it) from damage to data that later writes prove was synced."""
+    start = max(start, 0)
     off = start + (-start & (ALIGN - 1))
     stop = min(stop, len(buf) - HEADER_SIZE + 1)
     unpack_u32 = _U32.unpack_from
