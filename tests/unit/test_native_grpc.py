@@ -66,6 +66,10 @@ class Toy:
                 raise
         elif req.key.startswith(b"yield"):
             await asyncio.sleep(0.001)
+        elif req.key.startswith(b"waitfor"):   # what the store's proposals do
+            fut = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(fut.set_result, None)
+            await asyncio.wait_for(asyncio.shield(fut), 5.0)
         self.rev += 1
         prev = self.kv.get(req.key)
         kv = kv_pb2.KeyValue(key=req.key, value=req.value, mod_revision=self.rev,
@@ -310,6 +314,7 @@ def test_put_range_delete(channel):
 def test_handler_that_suspends(channel):
     kv = stubs.KVStub(channel)
     assert kv.Put(pb.PutRequest(key=b"yield", value=b"x")).header.revision == 2
+    assert kv.Put(pb.PutRequest(key=b"waitfor", value=b"x")).header.revision == 3
 
 
 def test_many_concurrent_calls_on_one_connection(channel):

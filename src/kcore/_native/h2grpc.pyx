@@ -21,8 +21,13 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.ref cimport PyObject, Py_XDECREF
 
 import logging
+import sys
 
 from kcore.store.errors import StoreError
+
+# Python >= 3.12: run unary handlers as eager Tasks (asyncio.wait_for and
+# asyncio.timeout need a current task there); before: drive the coroutine here.
+cdef bint _EAGER = sys.version_info >= (3, 12)
 
 _log = logging.getLogger("kcore.store.rpc.native_server")
 
@@ -658,6 +663,7 @@ cdef class Connection:
 
     hooks (native_server) provides: loop, connection_made(conn), connection_lost(conn),
     unknown_path(path) -> str, spawn_unary(stream, coro, yielded),
+    run_unary_eager(stream, coro) (Python >= 3.12),
     start_server_stream(stream, request_bytes), start_bidi(stream) -> sink,
     handler_error(stream, exc).
     """
@@ -843,6 +849,9 @@ cdef class Connection:
             return
         try:
             coro = entry[2](request)
+            if _EAGER:
+                self.hooks.run_unary_eager(s, coro)
+                return
             r = PyIter_Send(coro, None, &res)
         except StoreError as exc:
             s.finish(exc.code, exc.message)

@@ -7,10 +7,11 @@ drives a unary handler's coroutine directly (a Task is created only if the
 handler suspends) and writes all responses of a read with one write.
 
 Contract differences from grpc.aio worth knowing:
-- Until a unary handler first suspends it runs inside the protocol callback,
-  not inside a Task (like Python 3.12's eager tasks, minus the Task): there
-  `asyncio.current_task()` is None, so use `asyncio.wait_for`, not
-  `asyncio.timeout`, in a handler's synchronous prefix.
+- A unary handler starts at once, inside the protocol callback. On Python
+  3.12+ it runs in an eager Task. On 3.11 it runs without one until it first
+  suspends (then a Task takes over): in that synchronous prefix
+  `asyncio.current_task()` is None, so `asyncio.timeout()` does not work
+  there (`asyncio.wait_for` does, on 3.11).
 - Streaming handlers always run in a Task. `send` waits while the stream's
   send buffer is over 256 KiB (HTTP/2 flow control or a slow socket), and
   raises CancelledError once the call is gone.
@@ -182,7 +183,12 @@ class NativeGrpcServer:
                   exc_info=exc)
 
     def spawn_unary(self, stream, coro, pending) -> None:
-        self._spawn(stream, self._finish_unary(stream, coro, pending))
+        self._spawn(stream, self._unary_task(stream, _resume(coro, pending)))
+
+    def run_unary_eager(self, stream, coro) -> None:
+        task = asyncio.Task(self._unary_task(stream, coro), loop=self.loop, eager_start=True)
+        if not task.done():
+            self._track(stream, task)
 
     def start_server_stream(self, stream, raw: bytes) -> None:
         self._spawn(stream, self._run_server_stream(stream, raw))
@@ -195,7 +201,9 @@ class NativeGrpcServer:
     # ---- call drivers (Tasks) -----------------------------------------------------------
 
     def _spawn(self, stream, coro) -> None:
-        task = self.loop.create_task(coro)
+        self._track(stream, self.loop.create_task(coro))
+
+    def _track(self, stream, task: asyncio.Task) -> None:
         stream.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -223,9 +231,9 @@ class NativeGrpcServer:
             self.handler_error(stream, exc)
             stream.finish(UNKNOWN, str(exc))
 
-    async def _finish_unary(self, stream, coro, pending) -> None:
+    async def _unary_task(self, stream, call) -> None:
         try:
-            response = await _resume(coro, pending)
+            response = await call
         except BaseException as exc:  # noqa: BLE001 - every outcome becomes a gRPC status
             self._ended(stream, exc)
             return
