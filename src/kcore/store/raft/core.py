@@ -547,6 +547,11 @@ class Raft:
         for i, e in enumerate(m.entries):
             if e.type != EntryType.CONF_CHANGE:
                 continue
+            if not self._committed_entry_in_current_term():
+                # A new leader first commits an entry of its own term, so no
+                # change of an earlier leader can still be in flight
+                # (the fix to single-server changes, Ongaro 2015).
+                raise ProposalDropped("no entry of this term committed yet")
             if pending > self.log.applied:
                 raise ProposalDropped(f"conf change at index {pending} not applied yet "
                                       f"(applied {self.log.applied})")
@@ -734,9 +739,11 @@ class Raft:
         for pid in voters | learners:
             pr = tr.progress.get(pid)
             if pr is None:
-                pr = Progress(last + 1, tr.max_inflight, recent_active=True)
+                # Next at our last entry, not past it: the first append then
+                # carries an entry and probes the newcomer right away.
+                pr = Progress(max(last, 1), tr.max_inflight, recent_active=True)
                 if pid == self.id:
-                    pr.match = last
+                    pr.match, pr.next = last, last + 1
                 tr.progress[pid] = pr
             pr.is_learner = pid in learners
         tr.voters, tr.learners = voters, learners

@@ -87,9 +87,14 @@ class MemoryStorage:
     `_ents[0]` is the dummy entry standing for the snapshot position.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, conf_state: ConfState | None = None) -> None:
+        """`conf_state` seeds the membership at index 0 (tests, or a member
+        started from a known membership). A new cluster should rather be
+        started with `RawNode.bootstrap`, which writes the membership into
+        the log, where members that join later can replay it."""
         self.hard_state: HardState = EMPTY_HARD_STATE
-        self._snapshot: Snapshot = EMPTY_SNAPSHOT
+        self._snapshot: Snapshot = (EMPTY_SNAPSHOT if conf_state is None
+                                    else Snapshot(conf_state=conf_state))
         self._ents: list[Entry] = [Entry(0, 0)]
 
     # -- Storage --------------------------------------------------------------
