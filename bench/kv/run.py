@@ -28,7 +28,8 @@ from rich.markup import escape
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from loadgen import LoadError, LoadSpec, run_load, usable_cores
-from servers import Cluster, ClusterFailed, fs_type, last_line
+from procstat import descendants, fs_type, machine_cpu_s, process_table, top_consumers, tree_cpu_s
+from servers import Cluster, ClusterFailed, last_line
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results"
@@ -36,15 +37,6 @@ SCHEMA = "kcore-bench-kv/1"
 
 
 # ---- host facts ------------------------------------------------------------------
-
-def system_cpu_s() -> dict[str, float]:
-    """Busy and steal CPU seconds of the whole machine so far (/proc/stat)."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    tck = os.sysconf("SC_CLK_TCK")
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return {"busy_s": (user + nice + system + irq + softirq) / tck, "steal_s": steal / tck}
-
 
 def _cmd_output(argv: list[str]) -> str:
     try:
@@ -72,82 +64,143 @@ def kcore_command(explicit: str | None) -> list[str]:
     return [exe, "etcd"] if exe else [sys.executable, "-m", "kcore.cli.main", "etcd"]
 
 
-# ---- one server kind --------------------------------------------------------------
+# ---- servers and levels ----------------------------------------------------------
 
-def bench_kind(kind: str, command: list[str], args: argparse.Namespace, say) -> dict:
-    """Start a cluster of ``kind``, run every level, stop it. Never raises for a
-    server that cannot start: the result says `skipped` and why."""
+def schedule(kinds: list[str], clients: list[int], repeat: int,
+             order: str) -> list[tuple[str, int, int]]:
+    """The (kind, rep, clients) steps of a run (pure).
+
+    sequential: all of one kind, then the next. interleaved: per level, every
+    kind back to back (which goes first alternates per repeat), so a busy
+    spell on a shared machine hits both sides instead of one.
+    """
+    if order == "sequential":
+        return [(k, r, c) for k in kinds for r in range(repeat) for c in clients]
+    steps = []
+    for r in range(repeat):
+        turn = kinds if r % 2 == 0 else kinds[::-1]
+        steps += [(k, r, c) for c in clients for k in turn]
+    return steps
+
+
+def start_server(kind: str, command: list[str], args: argparse.Namespace,
+                 say) -> tuple[Cluster | None, dict]:
+    """Start a cluster of ``kind``; never raises for a server that cannot start:
+    the cluster is None and the record says `skipped` and why."""
     out: dict = {"kind": kind, "command": command, "members": args.cluster,
                  "extra_args": args.etcd_arg if kind == "etcd" else args.kcore_arg,
                  "levels": []}
     cluster = Cluster(kind, command, size=args.cluster, root=args.data_root,
                       extra_args=out["extra_args"])
+    say(f"[bold]{kind}[/]: starting {args.cluster} member(s): {' '.join(command)} …")
     try:
-        say(f"[bold]{kind}[/]: starting {args.cluster} member(s): {' '.join(command)} …")
-        try:
-            cluster.start()
-            status = cluster.wait_healthy(args.health_timeout)
-        except (ClusterFailed, OSError) as exc:
-            out.update(status="skipped", reason=str(exc),
-                       log_tail=getattr(exc, "log_tail", ""))
-            say(f"[yellow]{kind} skipped[/]: {escape(str(exc))}")
-            return out
-        out["member_status"] = status
-        endpoints = cluster.endpoints
-        if args.target == "leader":
-            leaders = [s["endpoint"] for s in status.values() if s.get("is_leader")]
-            if leaders:
-                endpoints = leaders[:1]
-            else:
-                out["target_note"] = "no Maintenance.Status leader info; used all members"
-        out["endpoints"] = endpoints
-        out["status"] = "ok"
-
-        for rep, clients in ((r, c) for r in range(args.repeat) for c in args.clients):
-            spec = LoadSpec(endpoints=tuple(endpoints), clients=clients,
-                            duration_s=args.duration, warmup_s=args.warmup,
-                            value_size=args.value_size, key_space=args.key_space,
-                            key_prefix=f"bench/{kind}-r{rep}-c{clients}", procs=args.procs,
-                            conns=args.conns, timeout_s=args.timeout, loop=args.loop)
-
-            def probe() -> dict[str, float]:
-                sysc = system_cpu_s()
-                return {"server_cpu_s": cluster.cpu_s(), "machine_busy_s": sysc["busy_s"],
-                        "steal_s": sysc["steal_s"]}
-            try:
-                r = run_load(spec, probe=probe)
-            except LoadError as exc:
-                out["levels"].append({"clients": clients, "rep": rep, "error": str(exc)})
-                say(f"[red]{kind} c={clients}:[/] {escape(str(exc))}")
-                continue
-            level = r.to_json()
-            if not args.keep_histograms:
-                level.pop("histogram")
-            server_cpu = r.probe.get("server_cpu_s", 0.0)
-            other = r.probe.get("machine_busy_s", 0.0) - server_cpu - r.gen_cpu_s
-            level.update(
-                rep=rep,
-                server_cpu_s=round(server_cpu, 3),
-                server_cpu_ms_per_put=round(server_cpu / r.puts * 1000, 4) if r.puts else None,
-                other_cpu_s=round(max(other, 0.0), 3),
-                other_cores=round(max(other, 0.0) / r.window_s, 2),
-                errors_total=sum(r.errors.values()),
-                loadavg_after=os.getloadavg()[0])
-            out["levels"].append(level)
-            say(f"  {kind} c={clients}: {r.puts_per_s:.0f} puts/s, p50 {_ms(r.p50_ms)}, "
-                f"p99 {_ms(r.p99_ms)}, errors {sum(r.errors.values())}, CPU ms/call "
-                f"server {_num(level['server_cpu_ms_per_put'], 3)} "
-                f"gen {_num(r.gen_cpu_ms_per_call, 3)}; other {level['other_cores']} cores")
-            dead = cluster.exited()
-            if dead:
-                tail = cluster.log_tail(next(iter(dead)))
-                out.update(status="failed", log_tail=tail,
-                           reason=f"member(s) exited during the run {dead}: {last_line(tail)}")
-                say(f"[red]{kind}:[/] {escape(out['reason'])}")
-                break
-        return out
-    finally:
+        cluster.start()
+        status = cluster.wait_healthy(args.health_timeout)
+    except (ClusterFailed, OSError) as exc:
         cluster.stop()
+        out.update(status="skipped", reason=str(exc), log_tail=getattr(exc, "log_tail", ""))
+        say(f"[yellow]{kind} skipped[/]: {escape(str(exc))}")
+        return None, out
+    except BaseException:
+        cluster.stop()
+        raise
+    out["member_status"] = status
+    endpoints = cluster.endpoints
+    if args.target == "leader":
+        leaders = [s["endpoint"] for s in status.values() if s.get("is_leader")]
+        if leaders:
+            endpoints = leaders[:1]
+        else:
+            out["target_note"] = "no Maintenance.Status leader info; used all members"
+    out.update(endpoints=endpoints, status="ok")
+    return cluster, out
+
+
+def run_level(cluster: Cluster, out: dict, rep: int, clients: int,
+              args: argparse.Namespace, say) -> bool:
+    """One measured level against a running cluster; False once a member died."""
+    kind = out["kind"]
+    spec = LoadSpec(endpoints=tuple(out["endpoints"]), clients=clients,
+                    duration_s=args.duration, warmup_s=args.warmup,
+                    value_size=args.value_size, key_space=args.key_space,
+                    key_prefix=f"bench/r{rep}-c{clients}", procs=args.procs,
+                    conns=args.conns, timeout_s=args.timeout, loop=args.loop)
+
+    tables = []
+
+    def probe() -> dict[str, float]:
+        table, machine = process_table(), machine_cpu_s()
+        tables.append(table)
+        return {"server_cpu_s": tree_cpu_s(cluster.pids, table), "machine_busy_s": machine["busy_s"],
+                "steal_s": machine["steal_s"]}
+
+    try:
+        r = run_load(spec, probe=probe)
+    except LoadError as exc:
+        out["levels"].append({"clients": clients, "rep": rep, "error": str(exc)})
+        say(f"[red]{kind} c={clients}:[/] {escape(str(exc))}")
+    else:
+        level = r.to_json()
+        if not args.keep_histograms:
+            level.pop("histogram")
+        server_cpu = r.probe.get("server_cpu_s", 0.0)
+        other = max(r.probe.get("machine_busy_s", 0.0) - server_cpu - r.gen_cpu_s, 0.0)
+        level.update(
+            rep=rep, server_cpu_s=round(server_cpu, 3),
+            server_cpu_ms_per_put=round(server_cpu / r.puts * 1000, 4) if r.puts else None,
+            other_cpu_s=round(other, 3), other_cores=round(other / r.window_s, 2),
+            errors_total=sum(r.errors.values()), loadavg_after=os.getloadavg()[0])
+        if len(tables) == 2:                # who else ran: this run's own processes excluded
+            ours = {p for pid in [*cluster.pids, os.getpid()]
+                    for t in tables for p in descendants(pid, t)}
+            level["other_top"] = top_consumers(tables[0], tables[1], ours)
+        out["levels"].append(level)
+        say(f"  {kind} c={clients}: {r.puts_per_s:.0f} puts/s, p50 {_ms(r.p50_ms)}, "
+            f"p99 {_ms(r.p99_ms)}, errors {level['errors_total']}; CPU ms/put "
+            f"server {_num(level['server_cpu_ms_per_put'], 3)} "
+            f"gen {_num(r.gen_cpu_ms_per_call, 3)}; other {level['other_cores']} cores"
+            + "".join(f" ({escape(u['comm'])} {u['cpu_s']:.1f}s)"
+                      for u in level.get("other_top", [])[:2] if u["cpu_s"] >= 0.2 * r.window_s))
+    dead = cluster.exited()
+    if dead:
+        tail = cluster.log_tail(next(iter(dead)))
+        out.update(status="failed", log_tail=tail,
+                   reason=f"member(s) exited during the run {dead}: {last_line(tail)}")
+        say(f"[red]{kind}:[/] {escape(out['reason'])}")
+        return False
+    return True
+
+
+def run_all(commands: dict[str, list[str]], args: argparse.Namespace, say) -> dict[str, dict]:
+    """Run the schedule; every cluster started here is stopped here, also on errors."""
+    steps = schedule(args.servers, args.clients, args.repeat, args.order)
+    records: dict[str, dict] = {}
+    clusters: dict[str, Cluster | None] = {}
+
+    def ensure(kind: str) -> Cluster | None:
+        if kind not in records:
+            clusters[kind], records[kind] = start_server(kind, commands[kind], args, say)
+        return clusters[kind]
+
+    try:
+        if args.order == "interleaved":     # all up for the whole run: same idle neighbours
+            for kind in args.servers:
+                ensure(kind)
+        for i, (kind, rep, clients) in enumerate(steps):
+            cluster = ensure(kind)
+            if cluster is not None and not run_level(cluster, records[kind], rep, clients,
+                                                     args, say):
+                cluster.stop()
+                clusters[kind] = None
+            if cluster is not None and args.order == "sequential" and \
+                    all(k != kind for k, _, _ in steps[i + 1:]):
+                cluster.stop()
+                clusters[kind] = None
+    finally:
+        for cluster in clusters.values():
+            if cluster is not None:
+                cluster.stop()
+    return records
 
 
 # ---- report ----------------------------------------------------------------------
@@ -163,22 +216,34 @@ def _num(x: float | None, nd: int = 0) -> str:
 def compare(runs: dict[str, dict], levels: list[int]) -> list[dict]:
     """One row per concurrency: both servers side by side and kcore/etcd (pure).
 
-    With repeats, each side is its median run by puts/s (the lower middle one).
+    With repeats, each side shows its median run by puts/s, and the ratio is
+    the median of the per-repeat ratios (kcore and etcd measured back to back
+    when interleaved), which a slow drift in machine load cancels out of.
     """
-    def at(kind: str, c: int) -> dict:
-        runs_at = sorted((lv for lv in runs.get(kind, {}).get("levels", [])
-                          if lv.get("clients") == c and "error" not in lv),
-                         key=lambda lv: lv["puts_per_s"])
-        return runs_at[(len(runs_at) - 1) // 2] if runs_at else {}
+    def ok(kind: str, c: int) -> list[dict]:
+        return [lv for lv in runs.get(kind, {}).get("levels", [])
+                if lv.get("clients") == c and "error" not in lv]
+
+    def median_run(levels_at: list[dict]) -> dict:
+        ordered = sorted(levels_at, key=lambda lv: lv["puts_per_s"])
+        return ordered[(len(ordered) - 1) // 2] if ordered else {}
 
     rows = []
     for c in levels:
-        e, k = at("etcd", c), at("kcore", c)
-        ratio = None
-        if e.get("puts_per_s") and k.get("puts_per_s") is not None:
-            ratio = round(k["puts_per_s"] / e["puts_per_s"], 3)
-        rows.append({"clients": c, "etcd": e, "kcore": k, "ratio": ratio})
+        e_runs, k_runs = ok("etcd", c), ok("kcore", c)
+        e_by_rep = {lv.get("rep", 0): lv["puts_per_s"] for lv in e_runs}
+        ratios = sorted(lv["puts_per_s"] / e_by_rep[lv.get("rep", 0)] for lv in k_runs
+                        if e_by_rep.get(lv.get("rep", 0)))
+        ratio = round(_median(ratios), 3) if ratios else None
+        rows.append({"clients": c, "etcd": median_run(e_runs), "kcore": median_run(k_runs),
+                     "ratio": ratio, "ratios": [round(r, 3) for r in ratios]})
     return rows
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
 
 
 def render(rows: list[dict], runs: dict[str, dict], console) -> None:
@@ -228,6 +293,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--repeat", type=int, default=1,
                     help="run the whole sweep N times; the table shows each median")
     ap.add_argument("--servers", default="etcd,kcore", help="which to run, in order")
+    ap.add_argument("--order", choices=["interleaved", "sequential"], default="interleaved",
+                    help="interleaved: both clusters up, levels alternate between them; "
+                         "sequential: one cluster at a time")
     ap.add_argument("--etcd-bin", default=shutil.which("etcd") or "/usr/bin/etcd")
     ap.add_argument("--kcore-cmd", default=None,
                     help="command for kcore's store (default: `kcore etcd` from PATH)")
@@ -275,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         "schema": SCHEMA, "started": dt.datetime.now().isoformat(timespec="seconds"),
         "host": host_facts(data_root),
         "config": {k: getattr(args, k) for k in (
-            "cluster", "clients", "duration", "warmup", "repeat", "servers", "target", "procs", "conns",
+            "cluster", "clients", "duration", "warmup", "repeat", "servers", "order", "target",
+            "procs", "conns",
             "loop", "value_size", "key_space", "timeout")},
         "versions": {"etcd": _cmd_output([args.etcd_bin, "--version"]).splitlines()[0],
                      "kcore": _cmd_output([*commands["kcore"][:-1], "version"])},
@@ -287,8 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                       "fsync costs nothing there; use --data-root on a disk[/]")
 
     t0 = time.monotonic()
-    for kind in args.servers:
-        result["servers"][kind] = bench_kind(kind, commands[kind], args, console.print)
+    result["servers"] = run_all(commands, args, console.print)
     result["elapsed_s"] = round(time.monotonic() - t0, 1)
     result["comparison"] = compare(result["servers"], args.clients)
     for row in result["comparison"]:         # the comparison refers to levels, not copies

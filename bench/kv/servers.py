@@ -87,62 +87,6 @@ def free_ports(n: int, lo: int = PORT_RANGE[0], hi: int = PORT_RANGE[1],
     raise RuntimeError(f"fewer than {n} free ports in {lo}-{hi}")
 
 
-# ---- /proc ----------------------------------------------------------------------
-
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2:].split()   # fields from 3 (state) on
-
-
-def process_cpu_s(pid: int) -> float:
-    """utime + stime + cutime + cstime of ``pid`` in seconds (0 if gone)."""
-    f = _stat_fields(pid)
-    if f is None:
-        return 0.0
-    # after the comm field: index 0 is field 3 (state); utime is field 14
-    return sum(int(f[i]) for i in (11, 12, 13, 14)) / _CLK_TCK
-
-
-def descendants(pid: int) -> list[int]:
-    """``pid`` and every live process below it."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            f = _stat_fields(int(entry))
-            if f is not None:
-                children.setdefault(int(f[1]), []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, ()))
-    return out
-
-
-def tree_cpu_s(pid: int) -> float:
-    return sum(process_cpu_s(p) for p in descendants(pid))
-
-
-def fs_type(path: str) -> str:
-    """Filesystem type holding ``path`` (from /proc/mounts, longest mount prefix)."""
-    path = os.path.realpath(path)
-    best, kind = "", "?"
-    with open("/proc/mounts") as f:
-        for line in f:
-            parts = line.split()
-            mnt = parts[1]
-            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
-                best, kind = mnt, parts[2]
-    return kind
-
-
 # ---- cluster ---------------------------------------------------------------------
 
 class ClusterFailed(RuntimeError):
@@ -230,10 +174,6 @@ class Cluster:
             if pending:
                 time.sleep(0.2)
         return status
-
-    def cpu_s(self) -> float:
-        """CPU seconds used so far by every member and its children."""
-        return sum(tree_cpu_s(pid) for pid in self.pids)
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM each member's process group, SIGKILL after ``grace_s``; remove the temp dir."""

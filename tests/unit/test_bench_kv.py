@@ -11,7 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "kv"))
 
 from histogram import Histogram, bucket_bounds, bucket_of, merge_all
 from loadgen import LoadSpec, default_procs, split_clients, summarize
-from run import compare
+from procstat import descendants, top_consumers, tree_cpu_s
+from run import compare, schedule
 from servers import member_argv, plan_members
 
 
@@ -112,8 +113,33 @@ def _hist(values: list[int]) -> Histogram:
     return h
 
 
-def test_with_repeats_each_side_is_its_median_run():
-    runs = {"etcd": {"levels": [{"clients": 1, "puts_per_s": v} for v in (900.0, 500.0, 700.0)]},
-            "kcore": {"levels": [{"clients": 1, "puts_per_s": v} for v in (800.0, 600.0)]}}
+def test_with_repeats_each_side_is_its_median_run_and_the_ratio_the_median_pair():
+    runs = {"etcd": {"levels": [{"clients": 1, "rep": r, "puts_per_s": v}
+                                for r, v in enumerate((900.0, 500.0, 700.0))]},
+            "kcore": {"levels": [{"clients": 1, "rep": r, "puts_per_s": v}
+                                 for r, v in enumerate((900.0, 600.0, 350.0))]}}
     row = compare(runs, [1])[0]
     assert row["etcd"]["puts_per_s"] == 700.0 and row["kcore"]["puts_per_s"] == 600.0
+    assert row["ratios"] == [0.5, 1.0, 1.2] and row["ratio"] == 1.0
+
+
+def test_interleaved_schedule_alternates_who_goes_first_and_sequential_groups_by_server():
+    inter = schedule(["etcd", "kcore"], [1, 16], 2, "interleaved")
+    assert inter == [("etcd", 0, 1), ("kcore", 0, 1), ("etcd", 0, 16), ("kcore", 0, 16),
+                     ("kcore", 1, 1), ("etcd", 1, 1), ("kcore", 1, 16), ("etcd", 1, 16)]
+    seq = schedule(["etcd", "kcore"], [1, 16], 1, "sequential")
+    assert seq == [("etcd", 0, 1), ("etcd", 0, 16), ("kcore", 0, 1), ("kcore", 0, 16)]
+
+
+def test_other_cpu_names_the_busiest_processes_outside_the_run():
+    before = {1: (0, 5.0, "init", 0.0), 10: (1, 1.0, "etcd", 0.0),
+              11: (10, 0.5, "etcd-child", 0.0), 20: (1, 2.0, "pip", 0.0),
+              30: (1, 0.0, "python", 0.0)}
+    after = {1: (0, 5.0, "init", 40.0), 10: (1, 3.0, "etcd", 0.0),   # init reaped a long job
+             11: (10, 1.0, "etcd-child", 0.0), 20: (1, 4.5, "pip", 0.0),
+             30: (1, 0.7, "python", 0.0), 40: (1, 0.2, "make", 0.0)}
+    assert sorted(descendants(10, after)) == [10, 11]
+    assert tree_cpu_s([10], after) == 4.0
+    top = top_consumers(before, after, exclude=set(descendants(10, after)), n=2)
+    assert top == [{"pid": 20, "comm": "pip", "cpu_s": 2.5},
+                   {"pid": 30, "comm": "python", "cpu_s": 0.7}]
