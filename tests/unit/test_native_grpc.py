@@ -634,3 +634,62 @@ if __name__ == "__main__":
     ap.add_argument("--client-certs", action="store_true")
     import uvloop
     uvloop.run(_serve_main(ap.parse_args()))
+
+
+# ---- agreement with the stock grpc.aio front end ------------------------------------------------
+
+def _exchange(ch) -> list:
+    """What a client sees from a fixed script of calls: responses and statuses."""
+    kv, lease = stubs.KVStub(ch), stubs.LeaseStub(ch)
+    seen: list = []
+
+    def call(fn, *args):
+        try:
+            seen.append(fn(*args, timeout=10))
+        except grpc.RpcError as e:
+            seen.append((e.code(), e.details()))
+
+    call(kv.Put, pb.PutRequest(key=b"a", value=b"1"))
+    call(kv.Put, pb.PutRequest(key=b"a", value=b"2", prev_kv=True))
+    call(kv.Put, pb.PutRequest(key=b"yield-b", value=b"3"))
+    call(kv.Put, pb.PutRequest(key=b""))
+    call(kv.Range, pb.RangeRequest(key=b"a", range_end=b"z"))
+    call(kv.DeleteRange, pb.DeleteRangeRequest(key=b"a"))
+    seen.append(list(lease.LeaseKeepAlive(iter([pb.LeaseKeepAliveRequest(ID=i)
+                                                for i in (5, 6, 7)]))))
+    blobs = [r.blob for r in stubs.MaintenanceStub(ch).Snapshot(pb.SnapshotRequest())]
+    seen.append(hashlib.sha256(b"".join(blobs)).hexdigest())
+    return seen
+
+
+def test_agrees_with_grpc_aio_front_end():
+    """The native server is checked against the reference front end
+    (kcore.store.rpc.grpc_server) on the same registry and the same calls."""
+    grpc_server = pytest.importorskip("kcore.store.rpc.grpc_server")
+
+    native = Served()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{native.port}") as ch:
+            got = _exchange(ch)
+    finally:
+        native.close()
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    async def start():   # grpc.aio binds a server to the loop it is made on
+        server = grpc_server.GrpcAioServer(toy_registry(Toy()), max_recv_bytes=2 * 1024 * 1024)
+        return server, await server.start("127.0.0.1", 0)
+
+    ref = None
+    try:
+        ref, port = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            want = _exchange(ch)
+    finally:
+        if ref is not None:
+            asyncio.run_coroutine_threadsafe(ref.stop(None), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    assert got == want

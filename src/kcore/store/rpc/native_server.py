@@ -20,6 +20,12 @@ Contract differences from grpc.aio worth knowing:
 
 TLS: the caller's SSLContext is used as given (client-certificate policy is
 the caller's), with ALPN set to "h2", which grpc-go (etcdctl) requires.
+
+Not done (yet): compressed messages (answered UNIMPLEMENTED), server-sent
+keepalive pings, and back-pressure on a bidi stream's *incoming* messages
+(nghttp2 re-opens the receive window as data arrives, so a client that
+floods a Watch/LeaseKeepAlive stream faster than the handler reads is
+buffered in memory).
 """
 from __future__ import annotations
 
