@@ -127,6 +127,8 @@ class EtcdServer:
         self.term += 1  # this start is a new term, as a one-member etcd elects itself
         self.log = SoloLog(wal, self.term, last_index, self.member_id, self._apply_entries)
         self.log.start()
+        # a new leader's first entry: an empty one of its term (persists the term)
+        self.log.propose(InternalRequest(noop=True).SerializeToString())
         self.lessor.promote()
         self._db_in_use = self.backend.size_in_use()
         self.idgen = IdGenerator(self.member_id)
