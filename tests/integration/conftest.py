@@ -109,9 +109,13 @@ def tmpdir_path():
     shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.fixture
-def member(tmpdir_path):
-    m = Member(os.path.join(tmpdir_path, "data"))
+FRONTENDS = os.environ.get("KCORE_TEST_FRONTENDS", "native,grpc").split(",")
+
+
+@pytest.fixture(params=FRONTENDS)
+def member(tmpdir_path, request):
+    """A running `kcore etcd`, once per gRPC front end (native HTTP/2 and grpc.aio)."""
+    m = Member(os.path.join(tmpdir_path, "data"), extra=[f"--frontend={request.param}"])
     m.start()
     yield m
     m.stop()

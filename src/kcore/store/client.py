@@ -1,0 +1,425 @@
+"""An async etcd v3 client with interchangeable transports.
+
+One client surface (etcd's requests and responses as protobuf messages), two
+transports behind it, as httpx does with its transports:
+- `GrpcTransport`: any etcd v3 endpoint over gRPC (real etcd or `kcore etcd`),
+  plaintext or TLS with client certificates, failing over between endpoints;
+- `LocalTransport`: an EtcdServer in the same process (the API server's
+  embedded store), with no serialization at all.
+
+Errors come back as `kcore.store.errors.StoreError` subclasses either way, so
+callers handle a compacted revision the same against real etcd and kcore.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import AsyncIterator, Protocol
+
+from kcore.store import errors
+from kcore.store.mvcc import iter_prefix_end
+from kcore.store.rpc.pb import rpc_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+prefix_end = iter_prefix_end
+
+
+class Transport(Protocol):
+    async def unary(self, method: str, request): ...
+    def watch(self, create: pb.WatchCreateRequest) -> "WatchStream": ...
+    async def close(self) -> None: ...
+
+
+class WatchStream(Protocol):
+    def __aiter__(self) -> AsyncIterator[pb.WatchResponse]: ...
+    async def cancel(self) -> None: ...
+
+
+class Client:
+    """etcd's KV, Lease, Watch and Maintenance calls over a transport."""
+
+    def __init__(self, transport: Transport):
+        self.transport = transport
+
+    # -- KV --------------------------------------------------------------------------
+    async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
+        return await self.transport.unary("Range", r)
+
+    async def put(self, r: pb.PutRequest) -> pb.PutResponse:
+        return await self.transport.unary("Put", r)
+
+    async def delete_range(self, r: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
+        return await self.transport.unary("DeleteRange", r)
+
+    async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
+        return await self.transport.unary("Txn", r)
+
+    async def compact(self, revision: int, physical: bool = False) -> pb.CompactionResponse:
+        return await self.transport.unary(
+            "Compact", pb.CompactionRequest(revision=revision, physical=physical))
+
+    # -- conveniences ------------------------------------------------------------------
+    async def get(self, key: bytes, revision: int = 0):
+        """The KeyValue of key (or None) and the store revision of the read."""
+        r = await self.range(pb.RangeRequest(key=key, revision=revision))
+        return (r.kvs[0] if r.kvs else None), r.header.revision
+
+    async def get_prefix(self, prefix: bytes, revision: int = 0, limit: int = 0,
+                         keys_only: bool = False, count_only: bool = False) -> pb.RangeResponse:
+        return await self.range(pb.RangeRequest(
+            key=prefix, range_end=prefix_end(prefix), revision=revision, limit=limit,
+            keys_only=keys_only, count_only=count_only))
+
+    async def put_kv(self, key: bytes, value: bytes, lease: int = 0,
+                     prev_kv: bool = False) -> pb.PutResponse:
+        return await self.put(pb.PutRequest(key=key, value=value, lease=lease, prev_kv=prev_kv))
+
+    async def delete(self, key: bytes, prev_kv: bool = False) -> pb.DeleteRangeResponse:
+        return await self.delete_range(pb.DeleteRangeRequest(key=key, prev_kv=prev_kv))
+
+    # -- leases ------------------------------------------------------------------------
+    async def lease_grant(self, ttl: int, lease_id: int = 0) -> pb.LeaseGrantResponse:
+        return await self.transport.unary("LeaseGrant", pb.LeaseGrantRequest(TTL=ttl, ID=lease_id))
+
+    async def lease_revoke(self, lease_id: int) -> pb.LeaseRevokeResponse:
+        return await self.transport.unary("LeaseRevoke", pb.LeaseRevokeRequest(ID=lease_id))
+
+    async def lease_time_to_live(self, lease_id: int, keys: bool = False
+                                 ) -> pb.LeaseTimeToLiveResponse:
+        return await self.transport.unary(
+            "LeaseTimeToLive", pb.LeaseTimeToLiveRequest(ID=lease_id, keys=keys))
+
+    async def lease_keep_alive_once(self, lease_id: int) -> int:
+        """Renew once; returns the TTL (0 when the lease is gone)."""
+        return await self.transport.keep_alive_once(lease_id)
+
+    # -- watch -------------------------------------------------------------------------
+    def watch(self, key: bytes, range_end: bytes = b"", start_revision: int = 0,
+              prev_kv: bool = False, progress_notify: bool = False,
+              filters: tuple[int, ...] = ()) -> WatchStream:
+        """An async iterator of WatchResponses for one watcher (the `created` response
+        is consumed); a canceled response (e.g. compacted) ends it with errors.Compacted
+        raised if compact_revision is set."""
+        return self.transport.watch(pb.WatchCreateRequest(
+            key=key, range_end=range_end, start_revision=start_revision, prev_kv=prev_kv,
+            progress_notify=progress_notify, filters=list(filters)))
+
+    def watch_prefix(self, prefix: bytes, start_revision: int = 0, prev_kv: bool = False,
+                     progress_notify: bool = False) -> WatchStream:
+        return self.watch(prefix, prefix_end(prefix), start_revision, prev_kv, progress_notify)
+
+    # -- maintenance -------------------------------------------------------------------
+    async def status(self) -> pb.StatusResponse:
+        return await self.transport.unary("Status", pb.StatusRequest())
+
+    async def member_list(self) -> pb.MemberListResponse:
+        return await self.transport.unary("MemberList", pb.MemberListRequest())
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+
+# ---------------------------------------------------------------------------- local --
+_LOCAL = {
+    "Range": "range", "Put": "put", "DeleteRange": "delete_range", "Txn": "txn",
+    "Compact": "compact", "LeaseGrant": "lease_grant", "LeaseRevoke": "lease_revoke",
+    "LeaseTimeToLive": "lease_time_to_live", "Status": "status", "MemberList": "member_list",
+}
+
+
+class LocalTransport:
+    """Calls an EtcdServer in this process; messages are passed, not encoded."""
+
+    def __init__(self, server):
+        self.server = server
+
+    async def unary(self, method: str, request):
+        return await getattr(self.server, _LOCAL[method])(request)
+
+    async def keep_alive_once(self, lease_id: int) -> int:
+        try:
+            return self.server.lease_renew(lease_id)
+        except errors.LeaseNotFound:
+            return 0
+
+    def watch(self, create: pb.WatchCreateRequest) -> "LocalWatch":
+        return LocalWatch(self.server, create)
+
+    async def close(self) -> None:
+        pass
+
+
+class LocalWatch:
+    """A watcher on the server's hub whose sink is an asyncio queue."""
+
+    _ids = 0
+
+    def __init__(self, server, create: pb.WatchCreateRequest):
+        from kcore.store.watch import Watcher
+
+        LocalWatch._ids += 1
+        self.server = server
+        self.queue: asyncio.Queue = asyncio.Queue()
+        filters = set(create.filters)
+        self.watcher = Watcher(
+            id=LocalWatch._ids, key=create.key, range_end=create.range_end,
+            next_rev=create.start_revision, sink=self, prev_kv=create.prev_kv,
+            no_put=pb.WatchCreateRequest.NOPUT in filters,
+            no_delete=pb.WatchCreateRequest.NODELETE in filters,
+            progress_notify=create.progress_notify)
+        self._added = False
+        self.closed = False
+
+    # sink
+    def has_room(self) -> bool:
+        return self.queue.qsize() < 4096
+
+    def deliver(self, w, events, rev: int) -> None:
+        resp = pb.WatchResponse(header=self.server.header(rev), watch_id=w.id)
+        resp.events.extend(events)
+        self.queue.put_nowait(resp)
+
+    def compacted(self, w, compact_rev: int) -> None:
+        self.queue.put_nowait(pb.WatchResponse(
+            header=self.server.header(), watch_id=w.id, canceled=True,
+            compact_revision=compact_rev))
+
+    def progress(self, w, rev: int) -> None:
+        self.queue.put_nowait(pb.WatchResponse(header=self.server.header(rev), watch_id=w.id))
+
+    def request_progress(self) -> None:
+        if self.server.hub.is_synced(self.watcher):
+            self.progress(self.watcher, self.server.mvcc.rev)
+
+    def __aiter__(self):
+        return self._iter()
+
+    async def _iter(self):
+        if not self._added:
+            self._added = True
+            self.server.hub.add(self.watcher)
+        try:
+            while not self.closed:
+                resp = await self.queue.get()
+                if resp is None:
+                    return
+                if resp.canceled:
+                    if resp.compact_revision:
+                        raise _compacted(resp.compact_revision)
+                    return
+                yield resp
+        finally:
+            self.server.hub.remove(self.watcher)
+
+    async def cancel(self) -> None:
+        self.closed = True
+        self.server.hub.remove(self.watcher)
+        self.queue.put_nowait(None)
+
+
+def _compacted(rev: int) -> errors.StoreError:
+    e = errors.Compacted()
+    e.compact_revision = rev  # type: ignore[attr-defined]
+    return e
+
+
+# ----------------------------------------------------------------------------- gRPC --
+@dataclass
+class TLSConfig:
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+
+_SERVICE = {
+    "Range": "KV", "Put": "KV", "DeleteRange": "KV", "Txn": "KV", "Compact": "KV",
+    "LeaseGrant": "Lease", "LeaseRevoke": "Lease", "LeaseTimeToLive": "Lease",
+    "Status": "Maintenance", "MemberList": "Cluster",
+}
+_RETRYABLE = None  # set lazily (grpc import)
+
+
+class GrpcTransport:
+    """etcd v3 over gRPC to one of several endpoints ('host:port' or URLs)."""
+
+    def __init__(self, endpoints: list[str], tls: TLSConfig | None = None,
+                 timeout: float = 10.0):
+        import grpc
+
+        self.grpc = grpc
+        self.endpoints = [e.split("://", 1)[-1] for e in endpoints]
+        self.tls = tls if tls and (tls.ca_file or tls.cert_file) else None
+        if any(e.startswith("https://") for e in endpoints) and self.tls is None:
+            self.tls = TLSConfig()
+        self.timeout = timeout
+        self._current = 0
+        self._channel = None
+        self._calls: dict[str, object] = {}
+
+    def _open(self):
+        grpc = self.grpc
+        target = self.endpoints[self._current % len(self.endpoints)]
+        opts = [("grpc.max_receive_message_length", 2**31 - 1),
+                ("grpc.max_send_message_length", 2 * 1024 * 1024),
+                ("grpc.keepalive_time_ms", 30000)]
+        if self.tls is None:
+            self._channel = grpc.aio.insecure_channel(target, options=opts)
+        else:
+            def read(p):
+                if not p:
+                    return None
+                with open(p, "rb") as fh:
+                    return fh.read()
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=read(self.tls.ca_file),
+                private_key=read(self.tls.key_file), certificate_chain=read(self.tls.cert_file))
+            self._channel = grpc.aio.secure_channel(target, creds, options=opts)
+        self._calls = {}
+
+    def _call(self, method: str):
+        if self._channel is None:
+            self._open()
+        c = self._calls.get(method)
+        if c is None:
+            from kcore.store.rpc.pb import rpc_pb2 as m
+            svc = _SERVICE[method]
+            req_name = {"Compact": "CompactionRequest"}.get(method, method + "Request")
+            resp_name = {"Compact": "CompactionResponse"}.get(method, method + "Response")
+            c = self._channel.unary_unary(
+                f"/etcdserverpb.{svc}/{method}",
+                request_serializer=getattr(m, req_name).SerializeToString,
+                response_deserializer=getattr(m, resp_name).FromString)
+            self._calls[method] = c
+        return c
+
+    async def unary(self, method: str, request):
+        grpc = self.grpc
+        attempts = max(2, len(self.endpoints) * 2)
+        for attempt in range(attempts):
+            try:
+                return await self._call(method)(request, timeout=self.timeout)
+            except grpc.aio.AioRpcError as e:
+                err = from_grpc_error(e)
+                if e.code() == grpc.StatusCode.UNAVAILABLE and attempt + 1 < attempts:
+                    await self._failover()
+                    await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+                    continue
+                raise err from None
+        raise errors.Unhealthy()
+
+    async def _failover(self) -> None:
+        if len(self.endpoints) > 1:
+            self._current += 1
+            old, self._channel = self._channel, None
+            if old is not None:
+                await old.close()
+
+    async def keep_alive_once(self, lease_id: int) -> int:
+        if self._channel is None:
+            self._open()
+        call = self._channel.stream_stream(
+            "/etcdserverpb.Lease/LeaseKeepAlive",
+            request_serializer=pb.LeaseKeepAliveRequest.SerializeToString,
+            response_deserializer=pb.LeaseKeepAliveResponse.FromString)
+        stream = call()
+        try:
+            await stream.write(pb.LeaseKeepAliveRequest(ID=lease_id))
+            resp = await asyncio.wait_for(stream.read(), self.timeout)
+            return resp.TTL
+        finally:
+            stream.cancel()
+
+    def watch(self, create: pb.WatchCreateRequest) -> "GrpcWatch":
+        if self._channel is None:
+            self._open()
+        return GrpcWatch(self, create)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+
+class GrpcWatch:
+    def __init__(self, transport: GrpcTransport, create: pb.WatchCreateRequest):
+        self.t = transport
+        self.create = create
+        self.stream = None
+
+    def __aiter__(self):
+        return self._iter()
+
+    async def _iter(self):
+        grpc = self.t.grpc
+        call = self.t._channel.stream_stream(
+            "/etcdserverpb.Watch/Watch",
+            request_serializer=pb.WatchRequest.SerializeToString,
+            response_deserializer=pb.WatchResponse.FromString)
+        self.stream = call()
+        try:
+            await self.stream.write(pb.WatchRequest(create_request=self.create))
+            while True:
+                try:
+                    resp = await self.stream.read()
+                except grpc.aio.AioRpcError as e:
+                    raise from_grpc_error(e) from None
+                if resp is grpc.aio.EOF:
+                    return
+                if resp.created:
+                    if resp.canceled:
+                        raise errors.StoreError(resp.cancel_reason or "watch canceled")
+                    continue
+                if resp.canceled:
+                    if resp.compact_revision:
+                        raise _compacted(resp.compact_revision)
+                    return
+                yield resp
+        finally:
+            self.stream.cancel()
+
+    async def request_progress(self) -> None:
+        if self.stream is not None:
+            await self.stream.write(pb.WatchRequest(progress_request=pb.WatchProgressRequest()))
+
+    async def cancel(self) -> None:
+        if self.stream is not None:
+            self.stream.cancel()
+
+
+_BY_MESSAGE: dict[str, type[errors.StoreError]] | None = None
+
+
+def from_grpc_error(e) -> errors.StoreError:
+    """Map a gRPC error from any etcd server back to the named StoreError."""
+    global _BY_MESSAGE
+    if _BY_MESSAGE is None:
+        _BY_MESSAGE = {}
+        for v in vars(errors).values():
+            if isinstance(v, type) and issubclass(v, errors.StoreError) and v is not errors.StoreError:
+                _BY_MESSAGE[v.message] = v
+    msg = e.details() or ""
+    cls = _BY_MESSAGE.get(msg)
+    if cls is not None:
+        return cls()
+    err = errors.StoreError(msg or str(e.code()))
+    err.code = e.code().value[0]
+    return err
+
+
+def connect(endpoints: list[str] | str, tls: TLSConfig | None = None,
+            timeout: float = 10.0) -> Client:
+    if isinstance(endpoints, str):
+        endpoints = [e for e in endpoints.split(",") if e]
+    return Client(GrpcTransport(endpoints, tls, timeout))
+
+
+def local(server) -> Client:
+    return Client(LocalTransport(server))
