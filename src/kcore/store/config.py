@@ -22,6 +22,7 @@ class ServerConfig:
     initial_cluster_state: str = "new"
     force_new_cluster: bool = False
     snapshot_count: int = 100_000
+    wal_segment_bytes: int = 64 * 1024 * 1024
     quota_backend_bytes: int = 2 << 30
     max_request_bytes: int = 1536 * 1024
     max_txn_ops: int = 128

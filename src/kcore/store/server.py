@@ -98,7 +98,7 @@ class EtcdServer:
         snap = snapfile.load_newest(cfg.snap_dir)
         wsnap = WalSnapshot(snap[1], snap[0]) if snap else WalSnapshot()
         if WAL.exists(cfg.wal_dir):
-            wal = WAL.open(cfg.wal_dir, wsnap)
+            wal = WAL.open(cfg.wal_dir, wsnap, segment_bytes=cfg.wal_segment_bytes)
             metadata, hs, entries = wal.read_all()
             meta = json.loads(metadata.decode())
             self.member_id, self.cluster_id = meta["member_id"], meta["cluster_id"]
@@ -107,7 +107,8 @@ class EtcdServer:
             self.member_id = member_id(cfg.initial_advertise_peer_urls, cfg.initial_cluster_token)
             self.cluster_id = cluster_id([self.member_id])
             meta = {"member_id": self.member_id, "cluster_id": self.cluster_id}
-            wal = WAL.create(cfg.wal_dir, json.dumps(meta).encode())
+            wal = WAL.create(cfg.wal_dir, json.dumps(meta).encode(),
+                             segment_bytes=cfg.wal_segment_bytes)
             entries = []
             with self.backend.begin_write() as txn:
                 self.backend.put_u64(txn, _META_CLUSTER_ID, self.cluster_id)
