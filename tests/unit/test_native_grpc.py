@@ -112,6 +112,8 @@ class Toy:
         async def read_requests() -> None:
             async for r in requests:
                 if r.HasField("create_request"):
+                    if r.create_request.key.startswith(b"stall"):   # stop reading requests
+                        await asyncio.sleep(3600)
                     await send(pb.WatchResponse(header=self.header(), watch_id=0, created=True))
                 elif r.HasField("cancel_request"):
                     await send(pb.WatchResponse(header=self.header(), canceled=True,
@@ -430,6 +432,42 @@ def test_watch_bidi_stream_and_client_cancel(channel, served):
     call.cancel()
     assert wait_for(lambda: served.toy.cancelled == ["watch"])
     reqs.q.put(None)
+
+
+def test_bidi_requests_are_flow_controlled(channel):
+    """A handler that stops reading holds the client back (HTTP/2 flow
+    control), instead of the server buffering whatever the client sends."""
+    produced = []
+
+    def requests():
+        for i in range(200):
+            produced.append(i)
+            key = b"stall" if i == 0 else b"k" * 65536
+            yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=key))
+
+    call = stubs.WatchStub(channel).Watch(requests())
+    time.sleep(1.5)
+    assert 1 < len(produced) < 100, len(produced)
+    call.cancel()
+
+
+def test_stalled_streams_do_not_block_the_connection(channel):
+    """Held-back stream windows do not hold the connection window: with more
+    stalled streams than the 16 MiB connection window covers, unary calls on
+    the same connection still go through."""
+    def requests():
+        yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"stall"))
+        for _ in range(40):
+            yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"k" * 65536))
+
+    calls = [stubs.WatchStub(channel).Watch(requests()) for _ in range(20)]
+    try:
+        time.sleep(2.0)
+        kv = stubs.KVStub(channel)
+        assert kv.Put(pb.PutRequest(key=b"a", value=b"1"), timeout=5).header.revision == 2
+    finally:
+        for c in calls:
+            c.cancel()
 
 
 def test_lease_keepalive_bidi(channel):

@@ -89,6 +89,7 @@ cdef extern from "nghttp2/nghttp2.h":
     void nghttp2_session_callbacks_set_on_frame_send_callback(nghttp2_session_callbacks *, on_frame_recv_cb)
     int nghttp2_option_new(nghttp2_option **)
     void nghttp2_option_set_no_closed_streams(nghttp2_option *, int)
+    void nghttp2_option_set_no_auto_window_update(nghttp2_option *, int)
 
     int nghttp2_session_server_new2(nghttp2_session **, const nghttp2_session_callbacks *, void *,
                                     const nghttp2_option *)
@@ -103,6 +104,8 @@ cdef extern from "nghttp2/nghttp2.h":
     int nghttp2_session_set_local_window_size(nghttp2_session *, uint8_t, int32_t, int32_t)
     int32_t nghttp2_session_get_last_proc_stream_id(nghttp2_session *)
     int nghttp2_session_get_stream_remote_close(nghttp2_session *, int32_t)
+    int nghttp2_session_consume_stream(nghttp2_session *, int32_t, size_t)
+    int nghttp2_session_consume_connection(nghttp2_session *, size_t)
     int nghttp2_submit_settings(nghttp2_session *, uint8_t, const nghttp2_settings_entry *, size_t)
     int nghttp2_submit_response(nghttp2_session *, int32_t, const nghttp2_nv *, size_t,
                                 const nghttp2_data_provider *)
@@ -249,6 +252,10 @@ cdef class Stream:
     cdef public object task, sink, waiter, timer
     cdef public bint deadline_hit
     cdef bint end_sent
+    # receive flow control: the connection window is re-opened as bytes arrive
+    # (so one stalled stream cannot block the others); the stream window too,
+    # except for complete messages queued for a bidi handler not read yet
+    cdef Py_ssize_t recv_total, consumed_total, held
     cdef int64_t rst_after
 
     def __cinit__(self):
@@ -316,13 +323,34 @@ cdef class Stream:
         return 0
 
     cdef _message(self, bytes msg):
-        if self.sink is not None:
-            self.sink.push(msg)
+        if self.kind == K_BIDI:
+            self.held += PyBytes_GET_SIZE(msg) + 5
+            if self.sink is not None:
+                self.sink.push(msg)
+                return
+        elif self.msgs is not None:
+            self._fail(S_INTERNAL, "grpc: more than one request message for a unary request")
+            return
+        if self.msgs is None:
+            self.msgs = [msg]
         else:
-            if self.msgs is None:
-                self.msgs = [msg]
-            else:
-                self.msgs.append(msg)
+            self.msgs.append(msg)
+
+    cdef int _settle(self) except -1:
+        cdef Py_ssize_t delta = self.recv_total - self.held - self.consumed_total
+        if delta > 0 and self.conn.session != NULL:
+            self.consumed_total += delta
+            nghttp2_session_consume_stream(self.conn.session, self.id, delta)
+        return 0
+
+    cpdef release(self, Py_ssize_t nbytes):
+        """A bidi handler has taken a message of `nbytes` (with its 5-byte prefix):
+        open the peer's window for that much."""
+        if self.closed:
+            return
+        self.held -= nbytes
+        self._settle()
+        self.conn._want_flush()
 
     cdef _fail(self, int code, message):
         if self.err_code < 0:
@@ -598,10 +626,13 @@ cdef int _on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
 cdef int _on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t sid,
                         const uint8_t *data, size_t length, void *ud) noexcept:
     cdef void *p = nghttp2_session_get_stream_user_data(session, sid)
+    nghttp2_session_consume_connection(session, length)
     if p == NULL:
         return 0
     try:
+        (<Stream>p).recv_total += length
         (<Stream>p)._feed(data, length)
+        (<Stream>p)._settle()
     except BaseException as exc:
         (<Connection>ud).cb_error = exc
         return NGHTTP2_ERR_CALLBACK_FAILURE
@@ -653,6 +684,7 @@ cdef _init_nghttp2():
     if nghttp2_option_new(&_option) != 0:
         raise MemoryError()
     nghttp2_option_set_no_closed_streams(_option, 1)
+    nghttp2_option_set_no_auto_window_update(_option, 1)
 
 
 _init_nghttp2()
@@ -818,10 +850,8 @@ cdef class Connection:
                     self._start_bidi(s)
                 elif s.remote_closed:
                     s.started = True
-                    if s.msgs is None or len(s.msgs) != 1:
-                        s.finish(S_INTERNAL if s.msgs is None else S_UNIMPLEMENTED,
-                                 "grpc: expected exactly one request message, got %d"
-                                 % (0 if s.msgs is None else len(s.msgs)))
+                    if s.msgs is None:
+                        s.finish(S_INTERNAL, "grpc: no request message for a unary request")
                     elif s.kind == K_UNARY:
                         self._run_unary(s, <bytes>s.msgs[0])
                     else:

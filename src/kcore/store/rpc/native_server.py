@@ -21,11 +21,13 @@ Contract differences from grpc.aio worth knowing:
 TLS: the caller's SSLContext is used as given (client-certificate policy is
 the caller's), with ALPN set to "h2", which grpc-go (etcdctl) requires.
 
-Not done (yet): compressed messages (answered UNIMPLEMENTED), server-sent
-keepalive pings, and back-pressure on a bidi stream's *incoming* messages
-(nghttp2 re-opens the receive window as data arrives, so a client that
-floods a Watch/LeaseKeepAlive stream faster than the handler reads is
-buffered in memory).
+Receive flow control is manual: bytes go back to the client's window as
+they are parsed, except messages queued for a bidi handler that has not read
+them yet, so a client flooding a Watch or LeaseKeepAlive stream is held back
+by HTTP/2 flow control (1 MiB per stream) rather than buffered.
+
+Not done (yet): compressed messages (answered UNIMPLEMENTED) and
+server-sent keepalive pings.
 """
 from __future__ import annotations
 
@@ -65,12 +67,15 @@ def _resume(coro, pending):
 
 class _Requests:
     """The request iterator a bidi handler reads: messages pushed by the
-    connection as they arrive, parsed lazily, ended by the client's half-close."""
+    connection as they arrive, parsed lazily, ended by the client's half-close.
+    Taking a message re-opens the client's flow-control window for it, so a
+    client cannot run ahead of the handler by more than the window."""
 
-    __slots__ = ("_ended", "_items", "_parse", "_waiter")
+    __slots__ = ("_ended", "_items", "_parse", "_stream", "_waiter")
 
-    def __init__(self, parse):
+    def __init__(self, parse, stream):
         self._parse = parse
+        self._stream = stream
         self._items: collections.deque[bytes] = collections.deque()
         self._ended = False
         self._waiter: asyncio.Future | None = None
@@ -99,7 +104,9 @@ class _Requests:
                 raise StopAsyncIteration
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        return self._parse(self._items.popleft())
+        raw = self._items.popleft()
+        self._stream.release(len(raw) + 5)
+        return self._parse(raw)
 
 
 def _sender(stream):
@@ -200,7 +207,7 @@ class NativeGrpcServer:
         self._spawn(stream, self._run_server_stream(stream, raw))
 
     def start_bidi(self, stream) -> _Requests:
-        requests = _Requests(stream.method[1])
+        requests = _Requests(stream.method[1], stream)
         self._spawn(stream, self._run_stream(stream, requests))
         return requests
 
