@@ -4,12 +4,34 @@ Each member is a `RawNode` plus a tiny driver (`SimNode`) that does what
 `node.py` does for real: persist `Ready.entries`/hard state/snapshot into
 its "disk" (a `MemoryStorage` only the driver writes), send messages, apply
 committed entries to a toy state machine (a hash chain), call `advance`.
+Some Readies are applied later (as etcd's server does), the member being
+ticked and stepped meanwhile.
 
-The scheduler (`Simulation.run`) picks actions from a seeded `random.Random`:
-ticks, message delivery (FIFO-ish, delayed, reordered), drops, duplicates,
-partitions, crashes (a restarted member keeps only its disk), client
-proposals, ReadIndex requests, leader transfers, membership changes, log
-compaction. The `Oracle` checks the safety properties as the run goes:
+Fault model (`Simulation.ACTIONS`, one action per step, picked by weight
+from the seed's `random.Random`):
+
+* network: FIFO-ish delivery with reordering; drops (the sender may get
+  `report_unreachable`, a MsgSnap always gets `report_snapshot`);
+  duplicates; long delays (a share of messages is held back for up to three
+  election timeouts); partitions (random two-way splits, or the leader cut
+  off with a minority), healed at random;
+* members: crashes (random member or the leader) that lose everything not
+  persisted -- a restart rebuilds the RawNode from the member's disk and the
+  application from its snapshot; clock drift (members miss ticks);
+* clients and operators: proposals (mostly at the leader, some forwarded),
+  ReadIndex requests, leader transfers, membership changes (add voter, add
+  learner, promote, remove voter or learner; new members join empty),
+  compaction with snapshots (so lagging and new members need MsgSnap);
+* the seed also picks 3 or 5 members, election tick, pre-vote and
+  check-quorum on or off, message size and inflight limits, run length, and
+  a "churn" profile where leaders crash and get cut off far more often.
+
+Like etcd's transport, a member refuses traffic from members it has applied
+as removed (telling them, so they stop), and a removed member that applies
+its own removal stops.
+
+The `Oracle` checks the safety properties as the run goes (every Ready,
+every step):
 
 * election safety: at most one leader per term;
 * log matching: an (index, term) pair names one entry, with one predecessor;
@@ -17,11 +39,12 @@ compaction. The `Oracle` checks the safety properties as the run goes:
 * state-machine safety: every member applies the same entry at an index
   (checked through the hash chain, snapshots included);
 * committed entries are never lost: persisted commits only ever agree;
-* per member: persisted term never decreases, one vote per term;
+* per member: persisted term and commit never decrease, one vote per term;
 * ReadIndex: a read point covers everything committed before the read.
 
-`liveness()` heals everything and requires a leader to commit a final
-proposal within a bounded number of ticks.
+`liveness()` then heals everything, restarts crashed members, delivers
+reliably, and requires a leader to commit a final proposal which every live
+voter of its configuration applies, within a bounded number of ticks.
 """
 from __future__ import annotations
 
@@ -173,8 +196,10 @@ class Knobs:
     faults: bool = True
     conf_changes: bool = True
     max_added: int = 2
+    churn: bool = False  # leaders crash and get cut off several times as often
     clock_skew: float = 0.15  # chance a member misses a tick: clocks drift apart
     delay: float = 0.03  # share of messages held back for up to 3 election timeouts
+    async_apply: float = 0.2  # share of Readies applied later, the node live meanwhile
 
 
 @dataclass(eq=False)
@@ -192,6 +217,7 @@ class SimNode:
     # joining member never accepts traffic from peers outside its membership.
     joined_removed: frozenset[int] = frozenset()
     reads: dict[bytes, int] = field(default_factory=dict)  # ctx -> oracle commit at request
+    pending: Ready | None = None  # persisted and sent, not yet applied/advanced
 
     @property
     def alive(self) -> bool:
@@ -245,16 +271,32 @@ class Simulation:
     def _crash(self, node: SimNode) -> None:
         self.stats["crashes"] += 1
         node.rn = None
+        node.pending = None
 
     def _ready(self, node: SimNode) -> None:
+        """The driver loop. Like etcd's server, it may persist and send a Ready
+        but apply it (and `advance`) only later, while the node goes on being
+        ticked and stepped; `_finish` completes such a held Ready."""
         rn = node.rn
-        while rn is not None and rn.has_ready():
+        while rn is not None and node.pending is None and rn.has_ready():
             rd = rn.ready()
-            self._handle(node, rn, rd)
+            self._persist_and_send(node, rn, rd)
+            if self.k.async_apply and self.rng.random() < self.k.async_apply:
+                node.pending = rd
+                return
+            self._apply(node, rn, rd)
             rn.advance(rd)
             rn = node.rn  # may have shut down
 
-    def _handle(self, node: SimNode, rn: RawNode, rd: Ready) -> None:
+    def _finish(self, node: SimNode) -> None:
+        rd, node.pending = node.pending, None
+        if rd is not None and node.rn is not None:
+            rn = node.rn
+            self._apply(node, rn, rd)
+            rn.advance(rd)
+            self._ready(node)
+
+    def _persist_and_send(self, node: SimNode, rn: RawNode, rd: Ready) -> None:
         o = self.oracle
         r = rn.raft
         disk = node.disk
@@ -297,7 +339,10 @@ class Simulation:
                 self.held.append((release, (nid, inc, m.to, m)))
             else:
                 net.append((nid, inc, m.to, m))
-        # 3. apply
+
+    def _apply(self, node: SimNode, rn: RawNode, rd: Ready) -> None:
+        o = self.oracle
+        nid = node.id
         if rd.snapshot is not None:
             s = rd.snapshot
             _, h, removed = _decode_app(s.data)
@@ -402,7 +447,7 @@ class Simulation:
                 ConfChangeType.ADD_NODE
         elif choice < 0.6 and learners:
             nid, typ = rng.choice(learners), ConfChangeType.ADD_NODE
-        elif choice < 0.8 and len(voters) > 3:
+        elif choice < 0.8 and len(voters) > 2:
             nid, typ = rng.choice(voters), ConfChangeType.REMOVE_NODE
         elif learners:
             nid, typ = rng.choice(learners), ConfChangeType.REMOVE_NODE
@@ -461,16 +506,21 @@ class Simulation:
     # Each action is (name, weight, needs faults); `step` picks one by weight.
     ACTIONS = (
         ("deliver", 50, False), ("tick", 18, False), ("propose", 10, False),
-        ("read", 3, False), ("tick_one", 2, False), ("compact", 2, False),
-        ("transfer", 0.7, False), ("conf_change", 1.2, False),
+        ("finish_apply", 8, False),
+        ("read", 3, False), ("tick_one", 2, False), ("compact", 3, False),
+        ("transfer", 0.7, False), ("conf_change", 2.0, False),
         ("drop", 3, True), ("duplicate", 2, True), ("partition", 0.5, True),
         ("isolate_leader", 0.5, True), ("heal", 1.0, True), ("crash", 0.4, True),
         ("crash_leader", 0.4, True), ("restart", 2.0, True),
     )
 
+    CHURN = {"crash_leader": 4.0, "isolate_leader": 2.0, "restart": 2.5, "heal": 1.5}
+
     def _action_table(self) -> tuple[list[float], list[str]]:
         cum, names, total = [], [], 0.0
         for name, w, fault in self.ACTIONS:
+            if self.k.churn:
+                w *= self.CHURN.get(name, 1.0)
             if fault and not self.k.faults:
                 continue
             if name == "conf_change" and not self.k.conf_changes:
@@ -503,6 +553,8 @@ class Simulation:
         rng = self.rng
         skew = self.k.clock_skew
         for n in list(self.nodes.values()):
+            if n.pending is not None and rng.random() < 0.5:
+                self._finish(n)
             if n.rn is not None and (skew == 0 or rng.random() >= skew):
                 n.rn.tick()
                 self._ready(n)
@@ -513,6 +565,11 @@ class Simulation:
             if not net:
                 return
             self._deliver(0 if rng.random() < 0.75 else rng.randrange(len(net)))
+
+    def _do_finish_apply(self) -> None:
+        waiting = [n for n in self.nodes.values() if n.pending is not None]
+        if waiting:
+            self._finish(self.rng.choice(waiting))
 
     def _do_tick(self) -> None:
         self._tick_all()
@@ -539,7 +596,9 @@ class Simulation:
     def _do_compact(self) -> None:
         live = self.live()
         if live:
-            self._compact(self.rng.choice(live))
+            lead = self.leader()
+            self._compact(lead if lead is not None and self.rng.random() < 0.5
+                          else self.rng.choice(live))
 
     def _do_transfer(self) -> None:
         lead = self.leader()
@@ -614,8 +673,12 @@ class Simulation:
         for t in range(max_ticks):
             # deliver everything in flight (FIFO), then tick
             budget = 2000
-            while self.net and budget:
-                self._deliver(0)
+            while (self.net or any(n.pending for n in self.nodes.values())) and budget:
+                if self.net:
+                    self._deliver(0)
+                for n in list(self.nodes.values()):
+                    if n.pending is not None:
+                        self._finish(n)
                 budget -= 1
             self.check()
             lead = self.leader()
@@ -645,7 +708,8 @@ def knobs_for_seed(seed: int) -> Knobs:
     rng = random.Random(seed ^ 0x5EED)
     return Knobs(
         members=3 if seed % 2 == 0 else 5,
-        steps=rng.choice((300, 500, 700)),
+        steps=rng.choice((400, 600, 900)),
+        churn=rng.random() < 0.3,
         election_tick=rng.choice((3, 5, 10)),
         pre_vote=rng.random() < 0.75,
         check_quorum=rng.random() < 0.75,

@@ -586,3 +586,13 @@ def test_entries_survive_restart_of_the_whole_cluster():
 def test_entry_data_is_opaque_bytes():
     e = Entry(1, 1, data=b"\x00\xff")
     assert e.data == b"\x00\xff"
+
+
+def test_propose_batch_travels_in_one_append_per_follower():
+    net = elected()
+    net.delivered.clear()
+    net.nodes[1].propose_batch([b"a", b"b", b"c"])
+    net.flush()
+    apps = [m for m in net.delivered if m.type == MT.APP and m.entries]
+    assert len(apps) == 2 and all(len(m.entries) == 3 for m in apps)
+    assert net.values(2)[-3:] == [b"a", b"b", b"c"]

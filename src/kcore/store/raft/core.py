@@ -3,14 +3,37 @@
 No I/O, no clock, no global randomness: the driver calls `tick()` on its
 timer, feeds received messages to `step()`, and loops on `ready()`:
 
-1. persist `rd.snapshot` (if any), `rd.entries` (appending, replacing any
-   conflicting tail) and `rd.hard_state` (if any) -- fsync when
+1. persist `rd.snapshot` (if any; `MemoryStorage.apply_snapshot`), then
+   `rd.entries` (append, replacing any conflicting tail), then
+   `rd.hard_state` (if any) -- one atomic, fsynced write when
    `rd.must_sync`;
-2. send `rd.messages` (only after 1: votes and acks promise what is on disk);
+2. send `rd.messages` (only after 1: votes and acks promise what is on
+   disk). For every MsgSnap sent, call `report_snapshot(to, ok)` once its
+   delivery is known (ok=False on failure), or replication to that peer
+   stays paused;
 3. install `rd.snapshot` into the application, then apply
-   `rd.committed_entries` in order (a CONF_CHANGE entry: decode it and call
-   `apply_conf_change`), and serve `rd.read_states` once applied;
-4. call `advance(rd)`.
+   `rd.committed_entries` in order (for a CONF_CHANGE entry decode it with
+   `ConfChange.decode` and call `apply_conf_change`, keeping the returned
+   ConfState for the next snapshot); a `rd.read_states` entry may be served
+   once the application has applied its index;
+4. call `advance(rd)`; only then call `ready()` again.
+
+Between `ready()` and `advance()` the driver may keep calling `tick`,
+`step` and `propose` (for example while a separate task applies). Removed
+members are the driver's to stop: once a member applies its own removal
+it should shut down, and the transport should refuse traffic from removed
+members.
+
+Starting: a new cluster's members call `RawNode.bootstrap(peers)` on empty
+storage (the membership then sits in the log as entries 1..n, so members
+added later replay it); a joining member starts on empty storage with no
+bootstrap and waits for the leader. On restart, build the storage from the
+WAL (snapshot, entries, hard state) and restart the application from the
+snapshot: committed entries after it come back in `committed_entries`,
+conf changes included, and must be applied again.
+
+Compaction is the application's: `storage.create_snapshot(applied,
+conf_state, data)` then `storage.compact(i)` for some i <= applied.
 
 Features follow etcd-io/raft: pre-vote, check-quorum with leader lease,
 batched and pipelined replication with conflict hints, ReadIndex, leader
@@ -240,6 +263,8 @@ class Raft:
         if pr.is_paused():
             return False
         log = self.log
+        if not send_if_empty and pr.next > log.last_index():
+            return False
         try:
             prev_term = log.term(pr.next - 1)
             ents = log.entries(pr.next, self.max_msg_size)
@@ -809,6 +834,13 @@ class RawNode:
         means it was appended or forwarded, not that it will commit."""
         self.raft.step(Message(MT.PROP, from_=self.raft.id,
                                entries=(Entry(0, 0, EntryType.NORMAL, data),)))
+
+    def propose_batch(self, datas: Iterable[bytes]) -> None:
+        """Propose several entries at once: they travel in the same appends
+        (group commit). All or none are appended."""
+        ents = tuple(Entry(0, 0, EntryType.NORMAL, d) for d in datas)
+        if ents:
+            self.raft.step(Message(MT.PROP, from_=self.raft.id, entries=ents))
 
     def propose_conf_change(self, cc: ConfChange) -> None:
         self.raft.step(Message(MT.PROP, from_=self.raft.id,

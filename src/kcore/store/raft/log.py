@@ -273,19 +273,27 @@ class RaftLog:
 
     # -- positions ------------------------------------------------------------
     def first_index(self) -> int:
-        i = self.unstable.maybe_first_index()
-        return i if i is not None else self.storage.first_index()
+        snap = self.unstable.snapshot
+        return snap.index + 1 if snap is not None else self.storage.first_index()
 
     def last_index(self) -> int:
-        i = self.unstable.maybe_last_index()
-        return i if i is not None else self.storage.last_index()
+        u = self.unstable
+        if u.entries:
+            return u.offset + len(u.entries) - 1
+        if u.snapshot is not None:
+            return u.snapshot.index
+        return self.storage.last_index()
 
     def last_term(self) -> int:
         return self.term(self.last_index())
 
     def term(self, i: int) -> int:
         """Term at i; 0 past the end; LogCompacted before the dummy entry."""
-        t = self.unstable.maybe_term(i)
+        u = self.unstable
+        j = i - u.offset
+        if 0 <= j < len(u.entries):
+            return u.entries[j].term
+        t = u.maybe_term(i) if j < 0 else None
         if t is not None:
             return t
         if i < self.first_index() - 1:
