@@ -52,6 +52,7 @@ import bisect
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import msgpack
 
@@ -70,6 +71,8 @@ from kcore.store.raft import (
     RawNode,
     Ready,
     Role,
+    decode_message,
+    encode_message,
 )
 from kcore.store.raft.log import LogCompacted
 
@@ -196,6 +199,7 @@ class Knobs:
     faults: bool = True
     conf_changes: bool = True
     max_added: int = 2
+    wire: bool = False  # send every message through the msgpack codec
     churn: bool = False  # leaders crash and get cut off several times as often
     clock_skew: float = 0.15  # chance a member misses a tick: clocks drift apart
     delay: float = 0.03  # share of messages held back for up to 3 election timeouts
@@ -395,6 +399,11 @@ class Simulation:
             return
         if self.trace is not None:
             self.trace.append(f"  {src}->{dst} {_fmt(m)}")
+        if self.k.wire:
+            wire = decode_message(encode_message(m))
+            if wire != m:
+                self.oracle.fail(f"codec: {m} came back as {wire}")
+            m = wire
         node.rn.step(m)
         self.stats["delivered"] += 1
         if m.type == MessageType.SNAP and sender.alive and sender.incarnation == inc:
@@ -504,7 +513,7 @@ class Simulation:
 
     # -- the run --------------------------------------------------------------------
     # Each action is (name, weight, needs faults); `step` picks one by weight.
-    ACTIONS = (
+    ACTIONS: ClassVar[tuple] = (
         ("deliver", 50, False), ("tick", 18, False), ("propose", 10, False),
         ("finish_apply", 8, False),
         ("read", 3, False), ("tick_one", 2, False), ("compact", 3, False),
@@ -514,7 +523,7 @@ class Simulation:
         ("crash_leader", 0.4, True), ("restart", 2.0, True),
     )
 
-    CHURN = {"crash_leader": 4.0, "isolate_leader": 2.0, "restart": 2.5, "heal": 1.5}
+    CHURN: ClassVar[dict[str, float]] = {"crash_leader": 4.0, "isolate_leader": 2.0, "restart": 2.5, "heal": 1.5}
 
     def _action_table(self) -> tuple[list[float], list[str]]:
         cum, names, total = [], [], 0.0
@@ -710,6 +719,7 @@ def knobs_for_seed(seed: int) -> Knobs:
         members=3 if seed % 2 == 0 else 5,
         steps=rng.choice((400, 600, 900)),
         churn=rng.random() < 0.3,
+        wire=seed % 10 == 0,
         election_tick=rng.choice((3, 5, 10)),
         pre_vote=rng.random() < 0.75,
         check_quorum=rng.random() < 0.75,

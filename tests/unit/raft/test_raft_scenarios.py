@@ -596,3 +596,38 @@ def test_propose_batch_travels_in_one_append_per_follower():
     apps = [m for m in net.delivered if m.type == MT.APP and m.entries]
     assert len(apps) == 2 and all(len(m.entries) == 3 for m in apps)
     assert net.values(2)[-3:] == [b"a", b"b", b"c"]
+
+
+def test_figure8_scenario_an_old_term_entry_on_a_majority_can_still_be_replaced():
+    """Figure 8 (c)-(d) of the Raft paper, played out: S1 (term 4) gets its
+    term-2 entry onto a majority but must not commit it, because S5 (holding
+    a term-3 entry at that index) can still be elected and overwrite it."""
+    voters = [1, 2, 3, 4, 5]
+    storages = {
+        1: storage_with_log(voters, [1, 2], term=3),
+        2: storage_with_log(voters, [1], term=3),
+        3: storage_with_log(voters, [1], term=3),
+        4: storage_with_log(voters, [1], term=3),
+        5: storage_with_log(voters, [1, 3], term=3),
+    }
+    net = Net(voters, bootstrap=False, storages=storages, max_size_per_msg=1,
+              pre_vote=False, check_quorum=False)  # the paper's plain Raft
+    # S1's appends reach only S2 and S3, and never carry its term-4 entry.
+    net.drop = lambda m: m.type == MT.APP and (
+        m.to in (4, 5) or (m.index >= 2 and net.raft(m.to).log.last_index() >= 2))
+    net.campaign(1)
+    assert net.leader() == 1 and net.raft(1).term == 4
+    net.tick(1, 3)
+    assert net.log_terms(2) == net.log_terms(3) == [(1, 1), (2, 2)]  # 2:2 is on S1-S3
+    assert net.raft(1).tracker.progress[3].match == 2  # and S1 knows it
+    assert net.raft(1).log.committed == 0  # ... and still not committed
+    net.isolate(1)  # S1 "crashes"
+    net.drop = None
+    net.campaign(5)  # term 4: everyone already voted for S1
+    net.campaign(5)  # term 5: S2, S3, S4 vote for S5 (last term 3 > 2)
+    assert net.raft(5).term == 5
+    assert net.leader() == 5 and net.raft(5).term == 5
+    net.heal()
+    net.tick(5)
+    for nid in voters:
+        assert net.log_terms(nid)[:3] == [(1, 1), (2, 3), (3, 5)]
