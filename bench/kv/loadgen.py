@@ -156,7 +156,11 @@ class GrpcPut:
         # the default global pool would fold them into one.
         ch = self._grpc.aio.insecure_channel(
             endpoint, options=[("grpc.use_local_subchannel_pool", 1)])
-        await asyncio.wait_for(ch.channel_ready(), self._timeout)
+        try:
+            await asyncio.wait_for(ch.channel_ready(), self._timeout)
+        except TimeoutError:
+            await ch.close()
+            raise ConnectionError(f"{endpoint}: no connection within {self._timeout:g}s") from None
         self._channels.append(ch)
         self._stubs[(endpoint, slot)] = self._pb_grpc.KVStub(ch).Put
 

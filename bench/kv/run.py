@@ -53,7 +53,7 @@ def host_facts(data_root: str) -> dict:
         "cores": usable_cores(), "loadavg": os.getloadavg(), "kernel": platform.release(),
         "python": platform.python_version(), "grpcio": grpc.__version__,
         "data_root": data_root, "data_root_fs": fs_type(data_root),
-        "git": _cmd_output(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
+        "git": _cmd_output(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
     }
 
 
