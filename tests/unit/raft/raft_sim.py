@@ -666,6 +666,17 @@ class Simulation:
             self.step()
             self.check()
 
+    def _check_final_logs(self, members: list[SimNode]) -> None:
+        """Every committed entry the oracle saw is in these members' disks."""
+        o = self.oracle
+        for n in members:
+            disk = n.disk
+            lo, hi = disk.first_index() - 1, disk.last_index()
+            for idx, t in o.committed.items():
+                if lo <= idx <= hi and disk.term(idx) != t:
+                    o.fail(f"committed entry lost: member {n.id} holds term "
+                           f"{disk.term(idx)} at committed index {idx}, expected {t}")
+
     def liveness(self, max_ticks: int = 400) -> None:
         """Heal, restart everyone, deliver reliably: a leader must commit a
         fresh proposal and every live voter of its configuration apply it."""
@@ -701,9 +712,10 @@ class Simulation:
                         pass
                     self._ready(lead)
                     fi = self.final_index
-                if fi and lead.applied >= fi and all(
-                        self.nodes[v].applied >= fi for v in lead.rn.raft.tracker.voters
-                        if v in self.nodes and self.nodes[v].alive):
+                voters = [self.nodes[v] for v in lead.rn.raft.tracker.voters
+                          if v in self.nodes and self.nodes[v].alive]
+                if fi and lead.applied >= fi and all(n.applied >= fi for n in voters):
+                    self._check_final_logs(voters)
                     return
             self._tick_all()
         states = {n.id: (n.alive, n.rn and n.rn.raft.role.name, n.rn and n.rn.raft.term,
