@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
-import socket
 import ssl
 import sys
 from urllib.parse import urlsplit
 
 from kcore.cli.flags import FlagSet, run_flags
+from kcore.cli.process import sd_notify, setup_logging, tune_gc
 
 log = logging.getLogger("kcore.etcd")
 
@@ -94,7 +93,7 @@ def run(argv: list[str]) -> int:
     if args:
         print(f"kcore etcd: unexpected argument {args[0]!r}", file=sys.stderr)
         return 2
-    _setup_logging("debug" if opts.debug else opts.log_level)
+    setup_logging("debug" if opts.debug else opts.log_level)
     if opts.enable_v2:
         print("kcore etcd: --enable-v2 is not supported (kcore speaks the v3 API only)",
               file=sys.stderr)
@@ -122,6 +121,7 @@ async def serve(cfg) -> int:
 
     server = EtcdServer(cfg)
     await server.start()
+    tune_gc()
     frontends = []
     try:
         for url in cfg.listen_client_urls:
@@ -129,14 +129,14 @@ async def serve(cfg) -> int:
     except Exception:
         await server.stop()
         raise
-    _sd_notify("READY=1")
+    sd_notify("READY=1")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping")
-    _sd_notify("STOPPING=1")
+    sd_notify("STOPPING=1")
     for fe in frontends:
         await fe.stop(1.0)
     await server.stop()
@@ -210,28 +210,6 @@ def _grpc_credentials(cfg):
         raise SystemExit("kcore etcd: --client-cert-auth needs --trusted-ca-file")
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
                                        require_client_auth=cfg.client_cert_auth)
-
-
-def _setup_logging(level: str) -> None:
-    lvl = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-           "warning": logging.WARNING, "error": logging.ERROR}.get(level.lower(), logging.INFO)
-    logging.basicConfig(level=lvl, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def _sd_notify(state: str) -> None:
-    """systemd Type=notify readiness, without a dependency."""
-    addr = os.environ.get("NOTIFY_SOCKET")
-    if not addr:
-        return
-    if addr.startswith("@"):
-        addr = "\0" + addr[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.connect(addr)
-            s.sendall(state.encode())
-    except OSError as e:
-        log.warning("sd_notify: %s", e)
 
 
 def _snapshot_cmd(argv: list[str]) -> int:

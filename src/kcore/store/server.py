@@ -10,6 +10,7 @@ which in a one-member cluster already holds every acknowledged write.
 from __future__ import annotations
 
 import asyncio
+import collections
 import fcntl
 import hashlib
 import json
@@ -68,6 +69,7 @@ class EtcdServer:
         self.snapshot_index = 0
         self.started = asyncio.Event()
         self._inflight: dict[int, tuple[asyncio.Future, InternalRequest]] = {}
+        self._deadlines: collections.deque = collections.deque()
         self._revoking: set[int] = set()
         self._tasks: list[asyncio.Task] = []
         self._lock_fd: int | None = None
@@ -135,7 +137,8 @@ class EtcdServer:
         self.idgen = IdGenerator(self.member_id)
         loop = asyncio.get_running_loop()
         self._tasks += [loop.create_task(self._lease_loop()),
-                        loop.create_task(self._progress_loop())]
+                        loop.create_task(self._progress_loop()),
+                        loop.create_task(self._timeout_loop())]
         comp = self._auto_compaction_task()
         if comp is not None:
             self._tasks.append(loop.create_task(comp))
@@ -211,13 +214,23 @@ class EtcdServer:
         fut = asyncio.get_running_loop().create_future()
         index = self.log.propose(data)
         self._inflight[index] = (fut, ireq)
-        try:
-            applied = await asyncio.wait_for(asyncio.shield(fut), REQUEST_TIMEOUT)
-        except asyncio.TimeoutError:
-            raise errors.Timeout() from None
+        self._deadlines.append((time.monotonic() + REQUEST_TIMEOUT, fut))
+        applied = await fut
         if applied.error is not None:
             raise applied.error
         return applied
+
+    async def _timeout_loop(self) -> None:
+        """Fail proposals not applied within REQUEST_TIMEOUT (the log is stuck), as
+        etcd answers 'request timed out'. One sweep instead of a timer per request."""
+        dq = self._deadlines
+        while True:
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            while dq and (dq[0][1].done() or dq[0][0] <= now):
+                _, fut = dq.popleft()
+                if not fut.done():
+                    fut.set_exception(errors.Timeout())
 
     def _apply_entries(self, entries: list[Entry]) -> None:
         """Apply committed entries in one backend transaction, then answer and notify."""
@@ -276,7 +289,7 @@ class EtcdServer:
              "clientURLs": list(m.clientURLs)} for m in self.members()]}).encode()
 
     def _check_space(self, size: int) -> None:
-        if self.alarms.has(pb.NOSPACE):
+        if self.alarms.active and self.alarms.has(pb.NOSPACE):
             raise errors.NoSpace()
         if self._db_in_use + size > self.cfg.quota_backend_bytes:
             asyncio.get_running_loop().create_task(self._raise_nospace())
