@@ -752,5 +752,6 @@ def run_seed(seed: int, knobs: Knobs | None = None, trace: int = 0) -> Simulatio
         tail = "\n".join(sim.trace) if sim.trace else ""
         raise SafetyViolation(
             f"seed {seed}: {what}\n  reproduce: KCORE_RAFT_SEED={seed} pytest "
-            f"tests/unit/raft -k seed" + (f"\n  last events:\n{tail}" if tail else "")) from e
+            f"tests/unit/raft -k seed" + (f"\n  last events:\n{tail}" if tail else ""),
+        ) from (None if isinstance(e, SafetyViolation) else e)
     return sim
