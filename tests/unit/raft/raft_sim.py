@@ -747,7 +747,7 @@ def run_seed(seed: int, knobs: Knobs | None = None, trace: int = 0) -> Simulatio
     try:
         sim.run()
         sim.liveness()
-    except Exception as e:  # a crash inside raft is a failure of the seed too
+    except Exception as e:  # noqa: BLE001 -- a crash inside raft fails the seed too
         what = str(e) if isinstance(e, SafetyViolation) else f"{type(e).__name__}: {e}"
         tail = "\n".join(sim.trace) if sim.trace else ""
         raise SafetyViolation(
