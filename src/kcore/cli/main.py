@@ -5,6 +5,7 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
+    "apiserver": "kcore.cli.apiserver",
     "etcd": "kcore.cli.etcd",
     "up": "kcore.cli.up",
 }

@@ -1,0 +1,169 @@
+"""The API server: storage, registries with their watch caches, admission, HTTP.
+
+    srv = APIServer(Config(insecure_port=0, data_dir=d))
+    await srv.start()        # embedded store (or --etcd-servers), caches, bootstrap, :port
+    ... srv.port ...
+    await srv.stop()
+
+One process, one event loop. The embedded store is an EtcdServer in the same
+loop reached through kcore.store.client.local(); --etcd-servers reaches any
+etcd v3 endpoint through kcore.store.client.connect(); both go through
+StoreStorage, so everything above the storage interface is shared.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+from aiohttp import web
+
+from kcore.api import errors as E
+from kcore.api import kinds as K
+from kcore.apiserver.admission import Chain
+from kcore.apiserver.allocators import IPAllocator, PortAllocator
+from kcore.apiserver.config import Config
+from kcore.apiserver.hooks import QuotaHooks, ServiceHooks
+from kcore.apiserver.metrics import Metrics
+from kcore.apiserver.openapi import OpenAPI
+from kcore.apiserver.registry import Registry
+from kcore.apiserver.storage import StoreStorage
+
+log = logging.getLogger("kcore.apiserver")
+
+
+class APIServer:
+    def __init__(self, config: Config, storage=None):
+        self.config = config
+        self.storage = storage
+        self.embedded = None
+        self.registries: dict[tuple[str, str, str], Registry] = {}
+        self.metrics = Metrics()
+        self.ips = IPAllocator(config.service_cluster_ip_range)
+        self.ports = PortAllocator(config.service_node_port_range)
+        self.hooks: dict = {}
+        self.admission = Chain(self, config.admission_plugins)
+        self.runners: list[web.AppRunner] = []
+        self.port = 0
+        self.started = time.time()
+        self._event_lease = (0, 0.0)
+        self._lease_lock = asyncio.Lock()
+        K.load()
+        self.openapi = OpenAPI(K.all_kinds())
+
+    # -- wiring -------------------------------------------------------------------------
+    async def _open_storage(self) -> None:
+        if self.storage is not None:
+            return
+        from kcore.store import client as sc
+        if self.config.etcd_servers:
+            tls = None
+            if self.config.etcd_cafile or self.config.etcd_certfile:
+                tls = sc.TLSConfig(self.config.etcd_cafile, self.config.etcd_certfile,
+                                   self.config.etcd_keyfile)
+            self.storage = StoreStorage(sc.connect(self.config.etcd_servers, tls=tls))
+        else:
+            from kcore.store.config import ServerConfig
+            from kcore.store.server import EtcdServer
+            os.makedirs(self.config.data_dir, exist_ok=True)
+            self.embedded = EtcdServer(ServerConfig(
+                name="apiserver", data_dir=os.path.join(self.config.data_dir, "store")))
+            await self.embedded.start()
+            self.storage = StoreStorage(sc.local(self.embedded))
+
+    async def start(self, serve: bool = True) -> None:
+        await self._open_storage()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await self.storage.health()
+                break
+            except Exception as e:  # noqa: BLE001 - store still starting
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"storage not reachable: {e}") from e
+                await asyncio.sleep(0.2)
+        svc_hooks = ServiceHooks(self.ips, self.ports)
+        self.hooks = {"services": svc_hooks, "resourcequotas": QuotaHooks(self.admission.quota)}
+        for k in K.all_kinds():
+            self.registries[(k.group, k.version, k.plural)] = Registry(self, k)
+        for r in self.registries.values():
+            r.cache.start()
+        for r in self.registries.values():
+            await asyncio.wait_for(r.cache.ready.wait(), 60)
+        svc_hooks.rebuild([e.obj for e in self.registry("", "v1", "services").cache.list()])
+        await self.bootstrap()
+        if serve and self.config.insecure_port >= 0:
+            from kcore.apiserver.app import make_app
+            app = make_app(self)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            site = web.TCPSite(runner, self.config.insecure_bind_address,
+                               self.config.insecure_port, backlog=1024, reuse_address=True)
+            await site.start()
+            self.runners.append(runner)
+            self.port = runner.addresses[0][1]
+            log.info("serving insecurely on http://%s:%d", self.config.insecure_bind_address,
+                     self.port)
+
+    async def stop(self) -> None:
+        for r in self.runners:
+            await r.cleanup()
+        self.runners.clear()
+        for reg in self.registries.values():
+            await reg.cache.stop()
+        if self.storage is not None and self.embedded is None:
+            await self.storage.close()
+        if self.embedded is not None:
+            await self.embedded.stop()
+
+    def registry(self, group: str, version: str, plural: str) -> Registry | None:
+        return self.registries.get((group, version, plural))
+
+    async def lease_for(self, kind: K.Kind) -> int:
+        """Events expire after --event-ttl through a store lease shared for a minute."""
+        if kind.plural != "events" or self.config.event_ttl <= 0:
+            return 0
+        lid, at = self._event_lease
+        now = time.monotonic()
+        if lid and now - at < 60:
+            return lid
+        async with self._lease_lock:
+            lid, at = self._event_lease
+            if lid and now - at < 60:
+                return lid
+            lid = await self.storage.grant_lease(self.config.event_ttl + 60)
+            self._event_lease = (lid, now)
+            return lid
+
+    # -- bootstrap ----------------------------------------------------------------------
+    async def bootstrap(self) -> None:
+        """What kube-apiserver creates at start: system namespaces, the `kubernetes`
+        Service on the range's first IP, and its Endpoints."""
+        ns = self.registry("", "v1", "namespaces")
+        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            await _ensure(ns.create({"metadata": {"name": name}}, ""))
+        svc = self.registry("", "v1", "services")
+        port = self.config.secure_port or 443
+        await _ensure(svc.create({
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": self.ips.first_ip(), "type": "ClusterIP",
+                     "sessionAffinity": "None",
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                "targetPort": port}]}}, "default"))
+        ep = self.registry("", "v1", "endpoints")
+        await _ensure(ep.create({
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": self.config.advertise_address}],
+                         "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]},
+            "default"))
+
+
+async def _ensure(coro) -> None:
+    try:
+        await coro
+    except E.ApiError as e:
+        if e.code != 409:
+            raise

@@ -1,0 +1,100 @@
+"""`Storage` over kcore.store.client (embedded EtcdServer or any etcd v3 endpoint)."""
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+from kcore.apiserver.storage.interface import (
+    KV, Cond, Delete, Put, StorageCompacted, TxnResult, WatchEvent)
+from kcore.store import errors as serr
+from kcore.store.client import Client, prefix_end
+from kcore.store.rpc.pb import rpc_pb2 as pb
+
+_MOD, _EQUAL = pb.Compare.MOD, pb.Compare.EQUAL
+
+
+def _kv(k) -> KV:
+    return KV(k.key, k.value, k.mod_revision, k.create_revision, k.lease)
+
+
+class StoreStorage:
+    def __init__(self, client: Client):
+        self.client = client
+
+    async def get(self, key: bytes) -> tuple[KV | None, int]:
+        r = await self.client.range(pb.RangeRequest(key=key))
+        return (_kv(r.kvs[0]) if r.kvs else None), r.header.revision
+
+    async def list(self, prefix: bytes, revision: int = 0, start: bytes | None = None,
+                   limit: int = 0) -> tuple[list[KV], int, bool]:
+        try:
+            r = await self.client.range(pb.RangeRequest(
+                key=start or prefix, range_end=prefix_end(prefix), revision=revision,
+                limit=limit))
+        except serr.Compacted as e:
+            raise StorageCompacted(getattr(e, "compact_revision", 0)) from None
+        return [_kv(k) for k in r.kvs], r.header.revision, r.more
+
+    async def txn(self, conds: list[Cond], ops: list[Put | Delete]) -> TxnResult:
+        req = pb.TxnRequest()
+        for c in conds:
+            req.compare.append(pb.Compare(key=c.key, target=_MOD, result=_EQUAL,
+                                          mod_revision=c.mod_revision))
+        for op in ops:
+            if isinstance(op, Put):
+                req.success.append(pb.RequestOp(request_put=pb.PutRequest(
+                    key=op.key, value=op.value, lease=op.lease)))
+            else:
+                req.success.append(pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(
+                    key=op.key)))
+        for c in conds:
+            req.failure.append(pb.RequestOp(request_range=pb.RangeRequest(key=c.key)))
+        r = await self.client.txn(req)
+        res = TxnResult(r.succeeded, r.header.revision)
+        if not r.succeeded:
+            for c, resp in zip(conds, r.responses):
+                kvs = resp.response_range.kvs
+                res.current[c.key] = _kv(kvs[0]) if kvs else None
+        return res
+
+    async def watch(self, prefix: bytes, start_revision: int
+                    ) -> AsyncIterator[list[WatchEvent]]:
+        w = self.client.watch_prefix(prefix, start_revision=start_revision, prev_kv=True)
+        try:
+            async for resp in w:
+                if not resp.events:
+                    continue
+                out = []
+                for e in resp.events:
+                    kv = e.kv
+                    prev = e.prev_kv.value if e.HasField("prev_kv") else None
+                    if e.type == 0:
+                        out.append(WatchEvent("PUT", kv.key, kv.value, prev, kv.mod_revision))
+                    else:
+                        out.append(WatchEvent("DELETE", kv.key, b"", prev, kv.mod_revision))
+                yield out
+        except serr.Compacted as e:
+            raise StorageCompacted(getattr(e, "compact_revision", 0)) from None
+        finally:
+            try:
+                await w.cancel()
+            except Exception:  # noqa: BLE001 - best effort on a dead stream
+                pass
+
+    async def revision(self) -> int:
+        r = await self.client.range(pb.RangeRequest(key=b"\0", count_only=True))
+        return r.header.revision
+
+    async def grant_lease(self, ttl: int) -> int:
+        return (await self.client.lease_grant(ttl)).ID
+
+    async def compact(self, revision: int) -> None:
+        try:
+            await self.client.compact(revision)
+        except serr.Compacted:
+            pass
+
+    async def health(self) -> None:
+        await self.client.range(pb.RangeRequest(key=b"health"))
+
+    async def close(self) -> None:
+        await self.client.close()
