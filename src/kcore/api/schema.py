@@ -226,6 +226,8 @@ def _json_type(v) -> str:
 
 
 def _mismatch(v, gotype: str, owner: str, path: str) -> DecodeError:
+    import re
+    path = re.sub(r"\[\d+\]", "", path)
     return DecodeError(f"json: cannot unmarshal {_json_type(v)} into Go struct field "
                        f"{owner}.{path} of type {gotype}")
 
@@ -265,7 +267,7 @@ def _decode_val(v, fs: FieldSpec, path: str, owner: str, unknown: list[str]) -> 
         for i, x in enumerate(v):
             if x is None and fs.item.kind != "prim":
                 continue
-            _decode_val(x, fs.item, path, owner, unknown)
+            _decode_val(x, fs.item, f"{path}[{i}]", owner, unknown)
     elif fs.kind == "map":
         if not isinstance(v, dict):
             raise _mismatch(v, "map[string]" + _gotype(fs.item), owner, path)

@@ -447,7 +447,11 @@ class Handlers:
         raw = await request.read()
         ctype = (request.headers.get("Content-Type") or JSON).split(";")[0].strip().lower()
         if ctype == "application/vnd.kubernetes.protobuf":
-            raise E.unsupported_media_type(ctype)
+            from kcore.apiserver import protobuf
+            try:
+                return protobuf.decode(raw), JSON
+            except (protobuf.ProtobufError, UnicodeDecodeError) as e:
+                raise E.ApiError(415, "UnsupportedMediaType", str(e)) from None
         if not raw.strip():
             raise E.bad_request("the body of the request was empty") if False else \
                 E.bad_request("Object 'Kind' is missing in ''")

@@ -1,0 +1,153 @@
+"""Real `kcore apiserver` processes for the API tests, on both backends:
+the embedded store (default) and a real etcd subprocess (--etcd-servers).
+Free 127.0.0.1 ports, temporary dirs removed afterwards, processes stopped by PID."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+KUBECTL = shutil.which("kubectl")
+ETCD = shutil.which("etcd")
+BACKENDS = os.environ.get("KCORE_APISERVER_BACKENDS", "embedded,etcd").split(",")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, log_path: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited {proc.returncode}:\n{_tail(log_path)}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready:\n{_tail(log_path)}")
+
+
+def _tail(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read().decode(errors="replace")[-4000:]
+    except OSError:
+        return ""
+
+
+def _stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+class Cluster:
+    """A running API server (and its etcd when the backend is 'etcd')."""
+
+    def __init__(self, backend: str, root: str):
+        self.backend, self.root = backend, root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.etcd = None
+        self.proc = None
+        self.cache_dir = os.path.join(root, "kubectl-cache")
+
+    def start(self) -> "Cluster":
+        args = [sys.executable, "-m", "kcore.cli.main", "apiserver",
+                f"--insecure-port={self.port}", "--service-cluster-ip-range=10.0.0.0/24",
+                f"--data-dir={os.path.join(self.root, 'data')}"]
+        if self.backend == "etcd":
+            if ETCD is None:
+                pytest.skip("etcd (Debian etcd-server) not installed")
+            cport, pport = free_port(), free_port()
+            elog = open(os.path.join(self.root, "etcd.log"), "ab")
+            self.etcd = subprocess.Popen(
+                [ETCD, "--name", "t", "--data-dir", os.path.join(self.root, "etcd"),
+                 "--listen-client-urls", f"http://127.0.0.1:{cport}",
+                 "--advertise-client-urls", f"http://127.0.0.1:{cport}",
+                 "--listen-peer-urls", f"http://127.0.0.1:{pport}",
+                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{pport}",
+                 "--initial-cluster", f"t=http://127.0.0.1:{pport}"],
+                stdout=elog, stderr=subprocess.STDOUT)
+            elog.close()
+            wait_http(f"http://127.0.0.1:{cport}/health", self.etcd,
+                      os.path.join(self.root, "etcd.log"))
+            args.append(f"--etcd-servers=http://127.0.0.1:{cport}")
+        self.log_path = os.path.join(self.root, "apiserver.log")
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_http(self.url + "/readyz", self.proc, self.log_path)
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        _stop(self.etcd)
+
+    def log(self) -> str:
+        return _tail(self.log_path)
+
+    # -- clients --------------------------------------------------------------------------
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 30) -> subprocess.CompletedProcess:
+        if KUBECTL is None:
+            pytest.skip("kubectl not installed")
+        cmd = [KUBECTL, f"--server={self.url}", f"--cache-dir={self.cache_dir}", *args]
+        p = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout,
+                           env={**os.environ, "HOME": self.root, "KUBECONFIG": "/dev/null"})
+        if check and p.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n"
+                                 f"{p.stderr}\n--- apiserver log ---\n{self.log()[-1500:]}")
+        return p
+
+    def http(self, method: str, path: str, body=None, ctype: str = "application/json",
+             headers: dict | None = None):
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": ctype, **(headers or {})})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                raw = r.read()
+                return r.status, _maybe_json(raw), dict(r.headers)
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            return e.code, _maybe_json(raw), dict(e.headers)
+
+
+def _maybe_json(raw: bytes):
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def cluster(request):
+    root = tempfile.mkdtemp(prefix="kcore-apiserver-")
+    c = Cluster(request.param, root)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+        shutil.rmtree(root, ignore_errors=True)
