@@ -1,0 +1,541 @@
+"""The scheduler's pure core: informer events in, placement decisions out.
+
+No clock, no sockets, no threads. A driver feeds it the cluster as it sees
+it through informers and asks for decisions::
+
+    s = Scheduler(load_config(path), seed=42)
+    s.add_node(node); s.update_node(node); s.delete_node(node)       # node informer
+    s.add_pod(pod); s.update_pod(old, new); s.delete_pod(pod)        # pod informer
+    for d in s.schedule_many(pending_pods):                          # one cycle per pod
+        if d.node: post binding_for(pod, d.node); on failure s.forget(pod)
+        else:      record FailedScheduling with d.message; retry later
+
+A successful decision *assumes* the pod on its node (Reserve): the node is
+charged at once, so the next pod sees it. When the pod informer later reports
+the pod bound (``add_pod``/``update_pod`` with ``spec.nodeName``), the
+assumption is confirmed; ``forget`` drops it if the bind failed.
+
+How it is fast, and why it stays exact
+--------------------------------------
+Pods are grouped by *shape* (everything in the spec the plugins read). For a
+shape the scheduler compiles, once, a packed request vector and per-node
+static arrays (label/taint/name filters and preference scores), cached until
+nodes change. Scoring is a Numba kernel over the columnar node table.
+
+A shape that recurs keeps its score for every node and a max segment tree
+(max and count of the max per subtree). Choosing a node is then O(log n), and
+after a placement only the chosen row is re-scored: a node's score depends on
+its own columns, on the pod, and on the normalisation maxima of NodeAffinity
+and TaintToleration over the feasible nodes, which are tracked (value and
+multiplicity) so that any change to them triggers a full rescore. Rows other
+shapes' placements or informer events moved are replayed from the table's
+change log before the shape is used again. Ties are broken by one seeded draw
+``j`` among the ``k`` best and the j-th of them in node-name order (see
+``tiebreak``): the tree finds the j-th best row directly, the full scan counts
+to it; both give the reference scheduler's answer.
+
+Shapes with host ports and profiles that sample nodes (percentageOfNodesToScore
+< 100) take the exhaustive path every time.
+"""
+from __future__ import annotations
+
+import importlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import Profile, SchedulerConfig, load_config
+from .decision import Decision
+from .diagnosis import NO_NODES, diagnose, fit_error_message
+from .explain import Explanation, NodeScore, PluginScore
+from .framework import num_feasible_nodes_to_find
+from .nodetable import NodeTable, Usage
+from .podinfo import PodInfo, pod_info, pod_key, shape_key
+from .tiebreak import MASK64
+
+__all__ = ["Scheduler", "kernels", "warmup"]
+
+_kernels = None
+
+
+def kernels():
+    """The Numba kernels, imported (and compiled or loaded from cache) on first use."""
+    global _kernels
+    if _kernels is None:
+        _kernels = importlib.import_module("kcore._native.sched_kernels")
+    return _kernels
+
+
+def warmup() -> None:
+    """Compile (or load) every kernel now rather than in the first cycle."""
+    s = Scheduler(seed=1)
+    s.add_node({"metadata": {"name": "n1"},
+                "status": {"allocatable": {"cpu": "1", "memory": "1Gi", "pods": "10"}}})
+    s.add_node({"metadata": {"name": "n2"},
+                "status": {"allocatable": {"cpu": "1", "memory": "1Gi", "pods": "10"}}})
+    pod = {"metadata": {"name": "w"}, "spec": {"containers": [{"name": "c"}]}}
+    s.schedule_many([dict(pod, metadata={"name": f"w{i}"}) for i in range(3)])
+    s.add_pod({"metadata": {"name": "b"}, "spec": {"nodeName": "n1", "containers": []}})
+    s.schedule_many([dict(pod, metadata={"name": f"x{i}"}) for i in range(2)])
+
+
+_EMPTY = np.zeros(0, np.int64)
+_NO_USAGE = np.zeros((0, 2), np.int64)
+
+
+@dataclass(eq=False)
+class _Static:
+    """Per-node arrays of one (profile, static shape) for one node-table version."""
+    st: np.ndarray          # int64 [4, n]
+    flags: int
+    layout: int
+    version: int
+
+
+@dataclass(eq=False)
+class _State:
+    """A recurring shape's cached scores and max tree."""
+    score: np.ndarray
+    mx: np.ndarray
+    ct: np.ndarray
+    size: int
+    norm: np.ndarray
+    static: _Static | None = None
+    synced: int = -1
+
+
+class _Shape:
+    __slots__ = ("info", "ports", "profile", "pv", "seen", "state", "static_key", "usage")
+
+    def __init__(self, info: PodInfo, profile: Profile | None) -> None:
+        self.info = info
+        self.profile = profile
+        self.static_key = (info.node_name, info.node_selector, info.required, info.preferred,
+                           info.tolerations)
+        self.usage: Usage | None = None
+        self.pv: np.ndarray | None = None
+        self.ports = False
+        self.seen = 0
+        self.state: _State | None = None
+
+
+def _next_pow2(n: int) -> int:
+    p = 1
+    while p < n:
+        p *= 2
+    return p
+
+
+class Scheduler:
+    """The fast scheduler core (see the module docstring for the contract).
+
+    ``cache_after``: a shape gets cached scores once it has been seen this many
+    times (1 = at once). ``max_cached``: how many shapes keep cached scores
+    (least recently used are dropped). ``replay_fraction``: above this share of
+    rows changed since a shape was last used, rescore it fully instead of
+    replaying. ``cache=False`` always scores exhaustively. None of these
+    change any decision.
+    """
+
+    def __init__(self, config: SchedulerConfig | dict | str | None = None, *, seed: int = 0,
+                 cache: bool = True, cache_after: int = 2, max_cached: int = 64,
+                 replay_fraction: float = 0.125) -> None:
+        self.config = config if isinstance(config, SchedulerConfig) else load_config(config)
+        self.table = NodeTable()
+        self.seed = np.uint64(seed & MASK64)
+        self.draws = 0
+        self.next_start = 0
+        self.cache = cache
+        self.cache_after = max(1, cache_after)
+        self.max_cached = max(1, max_cached)
+        self.replay_fraction = replay_fraction
+        self._profiles = {p.scheduler_name: p for p in self.config.profiles}
+        self._shapes: dict[tuple, _Shape] = {}
+        self._statics: dict[tuple, _Static] = {}
+        self._cached: OrderedDict[int, _Shape] = OrderedDict()
+        self._cap = 0
+        self._rows = np.zeros(1024, np.int64)
+        self._alloc_scratch(64)
+
+    # ---- informer events -----------------------------------------------------------
+
+    def add_node(self, node: dict) -> None:
+        self.table.upsert_node(node)
+
+    def update_node(self, old: dict | None, new: dict | None = None) -> None:
+        """``update_node(new)`` or informer-style ``update_node(old, new)``."""
+        self.table.upsert_node(new if new is not None else old)
+
+    def delete_node(self, node: dict | str) -> None:
+        self.table.remove_node(node if isinstance(node, str) else node["metadata"]["name"])
+
+    def add_pod(self, pod: dict) -> None:
+        """A pod the informer reports. Bound, non-terminal pods are charged to
+        their node (confirming an assumed pod); others are ignored."""
+        spec = pod.get("spec") or {}
+        node = spec.get("nodeName")
+        key = pod_key(pod)
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            self.table.remove_pod(key)
+            return
+        if not node:
+            rec = self.table.pods.get(key)
+            if rec is not None and not rec.assumed:
+                self.table.remove_pod(key)
+            return
+        shape = self._shape_of(spec)
+        self.table.add_pod(key, node, self._usage(shape), assumed=False)
+
+    def update_pod(self, old: dict | None, new: dict) -> None:
+        self.add_pod(new)
+
+    def delete_pod(self, pod: dict | str) -> None:
+        self.table.remove_pod(pod if isinstance(pod, str) else pod_key(pod))
+
+    def forget(self, pod: dict | str) -> None:
+        """Drop an assumed pod whose binding failed (kube's ForgetPod)."""
+        key = pod if isinstance(pod, str) else pod_key(pod)
+        rec = self.table.pods.get(key)
+        if rec is not None and rec.assumed:
+            self.table.remove_pod(key)
+
+    def responsible_for(self, pod: dict) -> bool:
+        name = (pod.get("spec") or {}).get("schedulerName") or "default-scheduler"
+        return name in self._profiles
+
+    # ---- scheduling ------------------------------------------------------------------
+
+    def schedule(self, pod: dict) -> Decision:
+        return self.schedule_many([pod])[0]
+
+    def schedule_many(self, pods: list[dict]) -> list[Decision]:
+        """One scheduling cycle per pod, in order; each sees the previous ones' placements."""
+        t = self.table
+        t.prepare()
+        if t.cap > self._cap:
+            self._alloc_scratch(t.cap)
+        keys = [pod_key(p) for p in pods]
+        known = t.pods
+        if known:
+            if len(set(keys)) != len(keys):
+                return [d for p in pods for d in self.schedule_many([p])]
+            for key in keys:
+                if key in known:
+                    t.remove_pod(key)       # a pod being scheduled is charged nowhere
+        shapes = [self._shape_of(p.get("spec") or {}) for p in pods]
+        out: list[Decision] = []
+        i, total = 0, len(pods)
+        while i < total:
+            shape = shapes[i]
+            j = i + 1
+            while j < total and shapes[j] is shape:
+                j += 1
+            self._run(shape, keys, i, j, out)
+            i = j
+        return out
+
+    def explain(self, pod: dict, top: int = 5) -> Explanation:
+        """Filter verdicts for every node and per-plugin scores of the ``top``
+        nodes, as the next cycle would see them (nothing changes, no draw is
+        made; every node is considered even when the profile samples)."""
+        k, t = kernels(), self.table
+        t.prepare()
+        if t.cap > self._cap:
+            self._alloc_scratch(t.cap)
+        key = pod_key(pod)
+        shape = self._shape_of(pod.get("spec") or {})
+        prof, info, n = shape.profile, shape.info, t.n
+        if prof is None or n == 0:
+            msg = NO_NODES if prof is not None else \
+                f"no profile for schedulerName {info.scheduler_name!r}"
+            return Explanation(key, n, 0, None, 0, {}, message=msg)
+        sv = self._static(shape)
+        pv = self._pv(shape, sv)
+        blocked = _EMPTY
+        if shape.ports:
+            rows = t.port_conflict_rows(info.host_ports)
+            blocked = np.array(rows, dtype=np.int64) if rows else _EMPTY
+        best, tied, nm, _nmc, rm, _rmc = k.score_all(t.cols, n, sv.st, pv, blocked, self._out,
+                                                     self._fbuf, self._ibuf)
+        scores = self._out[:n].copy()
+        d = diagnose(prof, info, t, with_rows=True)
+        verdicts = {t.names[r]: (prof.filters[f].name, d.row_reasons.get(r, ()))
+                    for r, f in enumerate(d.first_failing.tolist()) if f >= 0}
+        feasible = np.flatnonzero(scores >= 0)
+        message = None
+        if len(feasible) == 0:
+            message = fit_error_message(prof, info, t)
+        order = feasible[np.lexsort((feasible, -scores[feasible]))][:top]
+        tops = []
+        for r in order.tolist():
+            ni = t.node_info(r)
+            parts = []
+            for plugin, w in prof.scores:
+                skipped = getattr(plugin, "skipped", None)
+                if skipped is not None and skipped(info):
+                    parts.append(PluginScore(plugin.name, 0, 0, w))
+                    continue
+                raw = plugin.score(info, ni)
+                norm = getattr(plugin, "normalization", "none")
+                if norm == "forward":
+                    sc = 100 * raw // nm if nm > 0 else 0
+                elif norm == "reverse":
+                    sc = 100 - 100 * raw // rm if rm > 0 else 100
+                else:
+                    sc = raw
+                parts.append(PluginScore(plugin.name, raw, sc, w))
+            tops.append(NodeScore(t.names[r], int(scores[r]), tuple(parts)))
+        return Explanation(key, n, len(feasible), int(best) if best >= 0 else None,
+                           int(tied), dict(d.counts), verdicts, tuple(tops), message)
+
+    # ---- internals -------------------------------------------------------------------
+
+    def _alloc_scratch(self, cap: int) -> None:
+        self._cap = cap
+        self._out = np.zeros(cap, np.int64)
+        self._fbuf = np.zeros((2, cap), np.float64)
+        self._ibuf = np.zeros((2, cap), np.int64)
+
+    def _shape_of(self, spec: dict) -> _Shape:
+        key = shape_key(spec)
+        shape = self._shapes.get(key)
+        if shape is None:
+            if len(self._shapes) > 100_000:
+                self._shapes.clear()
+            info = pod_info(spec)
+            shape = _Shape(info, self._profiles.get(info.scheduler_name))
+            self._shapes[key] = shape
+        return shape
+
+    def _usage(self, shape: _Shape) -> Usage:
+        if shape.usage is None:
+            shape.usage = self.table.usage_for(shape.info)
+        return shape.usage
+
+    def _compile(self, shape: _Shape) -> np.ndarray:
+        """The packed request vector of a shape (see ``sched_kernels``)."""
+        k = kernels()
+        prof, info, t = shape.profile, shape.info, self.table
+        self._usage(shape)
+        fit = prof.plugin("NodeResourcesFit")
+        fit_filter = any(f.name == "NodeResourcesFit" for f in prof.filters)
+        w_fit = prof.weight("NodeResourcesFit")
+        bal = prof.plugin("NodeResourcesBalancedAllocation")
+        w_bal = prof.weight("NodeResourcesBalancedAllocation")
+        fit_terms = fit.fit_terms(info, t) if fit_filter else []
+        sc_terms = fit.score_terms(info, t) if w_fit else []
+        bal_terms = bal.terms(info, t) if (w_bal and not bal.skipped(info)) else []
+        w_norm = w_rnorm = w_plain = 0
+        for p, w in prof.scores:
+            norm = getattr(p, "normalization", None)
+            if norm == "forward":
+                w_norm = w
+            elif norm == "reverse":
+                w_rnorm = w
+            elif norm == "none":
+                w_plain = w
+        flags = k.F_PODS if fit_filter else 0
+        pv = [1 if (fit is not None and fit.strategy == "MostAllocated") else 0,
+              w_fit if sc_terms else 0, w_bal if bal_terms else 0, w_norm, w_rnorm, w_plain,
+              flags, len(fit_terms), len(sc_terms), len(bal_terms)]
+        for term in fit_terms + sc_terms + bal_terms:
+            pv.extend(term)
+        shape.ports = bool(info.host_ports) and any(f.name == "NodePorts" for f in prof.filters)
+        shape.pv = np.array(pv, dtype=np.int64)
+        return shape.pv
+
+    def _static(self, shape: _Shape) -> _Static:
+        t = self.table
+        key = (shape.profile.scheduler_name, shape.static_key)
+        sv = self._statics.get(key)
+        if sv is not None and sv.layout == t.layout_version and sv.version == t.static_version:
+            return sv
+        k = kernels()
+        prof, info, n = shape.profile, shape.info, t.n
+        st = np.zeros((4, max(n, 1)), np.int64)
+        ok = np.ones(n, np.bool_)
+        for f in prof.filters:
+            fn = getattr(f, "static_mask", None)
+            if fn is not None:
+                m = fn(info, t)
+                if m is not None:
+                    ok &= m
+        st[k.ST_OK, :n] = ok
+        flags = 0
+        for p, _w in prof.scores:
+            fn = getattr(p, "static_raw", None)
+            if fn is None:
+                continue
+            raw = fn(info, t)
+            if raw is None:
+                continue
+            slot, bit = {"forward": (k.ST_NORM, k.F_NORM), "reverse": (k.ST_RNORM, k.F_RNORM),
+                         "none": (k.ST_PLAIN, k.F_PLAIN)}[p.normalization]
+            st[slot, :n] = raw
+            flags |= bit
+        if len(self._statics) > 1024:
+            self._statics.clear()
+        sv = _Static(st, flags, t.layout_version, t.static_version)
+        self._statics[key] = sv
+        return sv
+
+    def _pv(self, shape: _Shape, sv: _Static) -> np.ndarray:
+        k = kernels()
+        pv = shape.pv if shape.pv is not None else self._compile(shape)
+        flags = pv[k.PV_FLAGS] & k.F_PODS
+        flags |= sv.flags
+        if self.table.max_alloc < k.EXACT_LIMIT:
+            flags |= k.F_EXACT
+        pv[k.PV_FLAGS] = flags
+        return pv
+
+    def _fail(self, shape: _Shape, keys: list[str], i: int, j: int, out: list,
+              message: str | None = None) -> None:
+        if message is None:
+            message = fit_error_message(shape.profile, shape.info, self.table)
+        out.extend(Decision(key, None, message) for key in keys[i:j])
+
+    def _run(self, shape: _Shape, keys: list[str], i: int, j: int, out: list) -> None:
+        t = self.table
+        prof = shape.profile
+        if prof is None:
+            self._fail(shape, keys, i, j, out,
+                       f"no profile for schedulerName {shape.info.scheduler_name!r}")
+            return
+        if t.n == 0:
+            self._fail(shape, keys, i, j, out, NO_NODES)
+            return
+        sv = self._static(shape)
+        pv = self._pv(shape, sv)
+        want = num_feasible_nodes_to_find(prof.percentage_of_nodes_to_score, t.n)
+        exhaustive = not self.cache or shape.ports or want < t.n
+        if not exhaustive and shape.state is None:
+            shape.seen += 1
+            if shape.seen < self.cache_after and j - i == 1:
+                exhaustive = True
+        if exhaustive:
+            for p in range(i, j):
+                self._pick(shape, sv, pv, keys[p], out, want)
+            return
+        self._run_cached(shape, sv, pv, keys, i, j, out)
+
+    def _pick(self, shape: _Shape, sv: _Static, pv: np.ndarray, key: str, out: list,
+              want: int) -> None:
+        """The exhaustive path: score every row (or kube's sample), pick, reserve."""
+        k, t = kernels(), self.table
+        n = t.n
+        st = sv.st
+        blocked = _EMPTY
+        if shape.ports:
+            rows = t.port_conflict_rows(shape.info.host_ports)
+            if rows:
+                blocked = np.array(rows, dtype=np.int64)
+        if want < n:
+            st = self._sample(shape, sv, pv, blocked, want)
+        t.ensure_log(1)
+        usage = self._usage(shape)
+        row, self.draws, t.log_len, _best, _cnt = k.pick_one(
+            t.cols, n, st, pv, blocked, self._out, self._fbuf, self._ibuf, self.seed,
+            self.draws, usage.pairs, t.log, t.log_len)
+        if row < 0:
+            out.append(Decision(key, None, fit_error_message(shape.profile, shape.info, t)))
+            return
+        node = t.names[row]
+        t.record_assumed((key,), (node,), usage)
+        out.append(Decision(key, node, None))
+
+    def _sample(self, shape: _Shape, sv: _Static, pv: np.ndarray, blocked: np.ndarray,
+                want: int) -> np.ndarray:
+        """kube's percentageOfNodesToScore: the first ``want`` feasible nodes from
+        a rotating start; returns static arrays restricted to them."""
+        k, t = kernels(), self.table
+        n = t.n
+        k.score_all(t.cols, n, sv.st, pv, blocked, self._out, self._fbuf, self._ibuf)
+        feasible = self._out[:n] >= 0
+        order = (np.arange(n) + self.next_start) % n
+        hits = np.flatnonzero(feasible[order])
+        if len(hits) >= want:
+            chosen = order[hits[:want]]
+            examined = int(hits[want - 1]) + 1
+        else:
+            chosen = order[hits]
+            examined = n
+        self.next_start = (self.next_start + examined) % n
+        st = sv.st.copy()
+        keep = np.zeros(n, np.bool_)
+        keep[chosen] = True
+        st[k.ST_OK, :n] &= keep
+        return st
+
+    def _rebuild(self, state: _State, sv: _Static, pv: np.ndarray) -> None:
+        k, t = kernels(), self.table
+        n = t.n
+        size = _next_pow2(max(n, 1))
+        if len(state.score) < n:
+            state.score = np.zeros(self._cap, np.int64)
+        if state.size != size:
+            state.size = size
+            state.mx = np.zeros(2 * size, np.int64)
+            state.ct = np.zeros(2 * size, np.int64)
+        k.build_state(t.cols, n, sv.st, pv, state.score, self._fbuf, self._ibuf, state.mx,
+                      state.ct, size, state.norm)
+        state.static = sv
+        state.synced = t.seq
+
+    def _sync(self, state: _State, sv: _Static, pv: np.ndarray) -> None:
+        t = self.table
+        if state.static is not sv or state.synced < t.log_base:
+            self._rebuild(state, sv, pv)
+            return
+        start = state.synced - t.log_base
+        end = t.log_len
+        if end > start:
+            if end - start > self.replay_fraction * t.n:
+                self._rebuild(state, sv, pv)
+                return
+            k = kernels()
+            if k.replay(t.cols, t.n, sv.st, pv, state.score, state.mx, state.ct, state.size,
+                        state.norm, t.log, start, end):
+                self._rebuild(state, sv, pv)
+                return
+        state.synced = t.seq
+
+    def _run_cached(self, shape: _Shape, sv: _Static, pv: np.ndarray, keys: list[str],
+                    i: int, j: int, out: list) -> None:
+        k, t = kernels(), self.table
+        state = shape.state
+        if state is None:
+            state = shape.state = _State(np.zeros(self._cap, np.int64), _EMPTY, _EMPTY, 0,
+                                         np.zeros(4, np.int64))
+            self._rebuild(state, sv, pv)
+            self._cached[id(shape)] = shape
+            while len(self._cached) > self.max_cached:
+                _, old = self._cached.popitem(last=False)
+                old.state = None
+                old.seen = 0
+        else:
+            self._cached.move_to_end(id(shape))
+            self._sync(state, sv, pv)
+        usage = self._usage(shape)
+        names = t.names
+        while i < j:
+            m = j - i
+            t.ensure_log(m)
+            if len(self._rows) < m:
+                self._rows = np.zeros(_next_pow2(m), np.int64)
+            placed, self.draws, t.log_len, status = k.assign(
+                t.cols, t.n, sv.st, pv, state.score, state.mx, state.ct, state.size, state.norm,
+                m, self.seed, self.draws, usage.pairs, t.log, t.log_len, self._rows)
+            state.synced = t.seq
+            if placed:
+                nodes = [names[r] for r in self._rows[:placed].tolist()]
+                placed_keys = keys[i:i + placed]
+                t.record_assumed(placed_keys, nodes, usage)
+                out.extend(map(Decision, placed_keys, nodes))
+                i += placed
+            if status == 1:
+                self._fail(shape, keys, i, j, out)
+                return
+            if status == 2:
+                self._rebuild(state, sv, pv)
