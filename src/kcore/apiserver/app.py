@@ -285,6 +285,9 @@ class Handlers:
     async def resource(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         reg = self.s.registry(info.group, info.version, info.resource)
         if reg is None:
+            if info.resource == "bindings" and not info.group and info.namespace and \
+                    info.verb == "create" and not info.name:
+                return await self.binding(request, info, self.s.registry("", "v1", "pods"))
             raise _not_found_path()
         k = reg.kind
         if info.subresource:
@@ -692,6 +695,8 @@ class Handlers:
                                 ) from None
         from kcore.api.core import validate_binding
         name = (body.get("metadata") or {}).get("name") or info.name
+        if not info.name:           # POST .../bindings: the pod is named by the body
+            info.name = name
         if name != info.name:
             raise E.bad_request(f"the name of the object ({name}) does not match the name on "
                                 f"the URL ({info.name})")
@@ -824,7 +829,8 @@ def _warning_headers(warnings: list[str] | None) -> dict | None:
     from multidict import CIMultiDict
     h = CIMultiDict()
     for w in warnings:
-        h.add("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        safe = w.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+        h.add("Warning", '299 - "' + safe + '"')
     return h
 
 

@@ -41,6 +41,10 @@ def resource_list(gv: str, kinds: list[Kind]) -> dict:
             if g or v:
                 sr["group"], sr["version"] = g, v
             res.append(sr)
+    if gv == "v1":
+        res.append({"name": "bindings", "singularName": "binding", "namespaced": True,
+                    "kind": "Binding", "verbs": ["create"]})
+        res.sort(key=lambda r: r["name"])
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
             "resources": res}
 
