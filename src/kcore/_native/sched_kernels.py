@@ -30,7 +30,7 @@ from numba import njit
 
 _OPTS = {"cache": True, "error_model": "numpy", "nogil": True}
 
-POD_CAP, POD_CNT = 0, 1
+POD_CAP, POD_CNT, ZERO = 0, 1, 4
 ST_OK, ST_NORM, ST_RNORM, ST_PLAIN = 0, 1, 2, 3
 
 # pv layout
@@ -153,28 +153,39 @@ def score_all(cols, n, st, pv, blocked, out, fbuf, ibuf):
     """Score every row into ``out``; returns (best, #best, norm max, #, rnorm max, #)."""
     feas = ibuf[0]
     base = ibuf[1]
+    okrow = st[ST_OK]
     if (pv[PV_FLAGS] & F_PODS) != 0:
+        cap = cols[POD_CAP]
+        cnt = cols[POD_CNT]
         for i in range(n):
-            ok = (st[ST_OK, i] != 0) & (cols[POD_CNT, i] + 1 <= cols[POD_CAP, i])
-            feas[i] = 1 if ok else 0
-            base[i] = 0
+            feas[i] = 1 if (okrow[i] != 0) & (cnt[i] < cap[i]) else 0
     else:
         for i in range(n):
-            feas[i] = 1 if st[ST_OK, i] != 0 else 0
-            base[i] = 0
+            feas[i] = 1 if okrow[i] != 0 else 0
+    exact = (pv[PV_FLAGS] & F_EXACT) != 0
+    nfit = pv[PV_NFIT]
+    nsc = pv[PV_NSC]
+    nb = pv[PV_NBAL]
+    wf = pv[PV_W_FIT]
+    wb = pv[PV_W_BAL]
+    if exact and nfit <= 2 and nsc <= 2 and (nb == 2 or nb == 0 or wb == 0):
+        _fused(cols, n, st, pv, feas, base)
+        for k in range(blocked.shape[0]):
+            feas[blocked[k]] = 0
+        return _finish(n, st, pv, feas, base, out)
+    for i in range(n):
+        base[i] = 0
     off = PV_TERMS
     for _t in range(pv[PV_NFIT]):
-        ar, rr, v = pv[off], pv[off + 1], pv[off + 2]
+        ca = cols[pv[off]]
+        cr = cols[pv[off + 1]]
+        v = pv[off + 2]
         off += 3
         for i in range(n):
-            if v > cols[ar, i] - cols[rr, i]:
-                feas[i] = 0
+            feas[i] = feas[i] if v <= ca[i] - cr[i] else 0
     for k in range(blocked.shape[0]):
         feas[blocked[k]] = 0
-    exact = (pv[PV_FLAGS] & F_EXACT) != 0
 
-    wf = pv[PV_W_FIT]
-    nsc = pv[PV_NSC]
     if wf != 0 and nsc > 0:
         if exact:
             num = fbuf[0]
@@ -184,24 +195,34 @@ def score_all(cols, n, st, pv, blocked, out, fbuf, ibuf):
                 ws[i] = 0.0
             most = pv[PV_STRATEGY] == 1
             for _t in range(nsc):
-                ar, rr, v, w = pv[off], pv[off + 1], pv[off + 2], pv[off + 3]
+                ca = cols[pv[off]]
+                cr = cols[pv[off + 1]]
+                v = pv[off + 2]
+                fw = np.float64(pv[off + 3])
                 off += 4
-                fw = np.float64(w)
-                for i in range(n):
-                    a = cols[ar, i]
-                    q = cols[rr, i] + v
-                    if most:
+                if most:
+                    for i in range(n):
+                        a = ca[i]
+                        q = cr[i] + v
                         d = min(a, q)
-                    else:
+                        pos = a > 0
+                        fa = np.float64(a) if pos else 1.0
+                        s = np.float64(np.int64(np.float64(d) * 100.0 / fa))
+                        num[i] += s * fw if pos else 0.0
+                        ws[i] += fw if pos else 0.0
+                else:
+                    for i in range(n):
+                        a = ca[i]
+                        q = cr[i] + v
                         d = a - q if a > q else 0
-                    pos = a > 0
-                    fa = np.float64(a) if pos else 1.0
-                    s = np.float64(np.int64(np.float64(d) * 100.0 / fa))
-                    num[i] += s * fw if pos else 0.0
-                    ws[i] += fw if pos else 0.0
+                        pos = a > 0
+                        fa = np.float64(a) if pos else 1.0
+                        s = np.float64(np.int64(np.float64(d) * 100.0 / fa))
+                        num[i] += s * fw if pos else 0.0
+                        ws[i] += fw if pos else 0.0
             for i in range(n):
                 w = ws[i]
-                fit = np.int64(num[i] / w) if w > 0.0 else 0
+                fit = np.int64(num[i] / (w if w > 0.0 else 1.0))
                 base[i] += wf * fit
         else:
             off += 4 * nsc
@@ -210,18 +231,20 @@ def score_all(cols, n, st, pv, blocked, out, fbuf, ibuf):
     else:
         off += 4 * nsc
 
-    wb = pv[PV_W_BAL]
-    nb = pv[PV_NBAL]
     if wb != 0 and nb == 2:
-        a0r, q0r, v0 = pv[off], pv[off + 1], pv[off + 2]
-        a1r, q1r, v1 = pv[off + 3], pv[off + 4], pv[off + 5]
+        a0c = cols[pv[off]]
+        q0c = cols[pv[off + 1]]
+        v0 = pv[off + 2]
+        a1c = cols[pv[off + 3]]
+        q1c = cols[pv[off + 4]]
+        v1 = pv[off + 5]
         for i in range(n):
-            a0 = cols[a0r, i]
-            a1 = cols[a1r, i]
+            a0 = a0c[i]
+            a1 = a1c[i]
             fa0 = np.float64(a0) if a0 > 0 else 1.0
             fa1 = np.float64(a1) if a1 > 0 else 1.0
-            f0 = np.float64(cols[q0r, i] + v0) / fa0
-            f1 = np.float64(cols[q1r, i] + v1) / fa1
+            f0 = np.float64(q0c[i] + v0) / fa0
+            f1 = np.float64(q1c[i] + v1) / fa1
             f0 = min(f0, 1.0)
             f1 = min(f1, 1.0)
             std = abs((f0 - f1) / 2) if (a0 > 0) & (a1 > 0) else 0.0
@@ -232,45 +255,130 @@ def score_all(cols, n, st, pv, blocked, out, fbuf, ibuf):
 
     wp = pv[PV_W_PLAIN]
     if wp != 0 and (pv[PV_FLAGS] & F_PLAIN) != 0:
+        plain = st[ST_PLAIN]
         for i in range(n):
-            base[i] += wp * st[ST_PLAIN, i]
+            base[i] += wp * plain[i]
+    return _finish(n, st, pv, feas, base, out)
 
+
+@njit(**_OPTS)
+def _fused(cols, n, st, pv, feas, base):
+    """One pass for the common shape (<= 2 fit terms, <= 2 scored resources,
+    balanced over 2 or none, exact floats): feasibility and fit+balanced+plain."""
+    okrow = st[ST_OK]
+    plain = st[ST_PLAIN]
+    wp = pv[PV_W_PLAIN] if (pv[PV_FLAGS] & F_PLAIN) != 0 else 0
+    podcheck = (pv[PV_FLAGS] & F_PODS) != 0
+    cap = cols[POD_CAP]
+    cnt = cols[POD_CNT]
+    nfit = pv[PV_NFIT]
+    off = PV_TERMS
+    f0a, f0r, f0v = ZERO, ZERO, 0
+    f1a, f1r, f1v = ZERO, ZERO, 0
+    if nfit >= 1:
+        f0a, f0r, f0v = pv[off], pv[off + 1], pv[off + 2]
+    if nfit >= 2:
+        f1a, f1r, f1v = pv[off + 3], pv[off + 4], pv[off + 5]
+    off += 3 * nfit
+    nsc = pv[PV_NSC]
+    s0a, s0r, s0v, s0w = ZERO, ZERO, 0, 0
+    s1a, s1r, s1v, s1w = ZERO, ZERO, 0, 0
+    if nsc >= 1:
+        s0a, s0r, s0v, s0w = pv[off], pv[off + 1], pv[off + 2], pv[off + 3]
+    if nsc >= 2:
+        s1a, s1r, s1v, s1w = pv[off + 4], pv[off + 5], pv[off + 6], pv[off + 7]
+    off += 4 * nsc
+    wf = pv[PV_W_FIT] if nsc > 0 else 0
+    wb = pv[PV_W_BAL]
+    nb = pv[PV_NBAL]
+    b0a, b0r, b0v = ZERO, ZERO, 0
+    b1a, b1r, b1v = ZERO, ZERO, 0
+    if nb == 2:
+        b0a, b0r, b0v = pv[off], pv[off + 1], pv[off + 2]
+        b1a, b1r, b1v = pv[off + 3], pv[off + 4], pv[off + 5]
+    else:
+        wb = 0
+    most = pv[PV_STRATEGY] == 1
+    cf0a, cf0r, cf1a, cf1r = cols[f0a], cols[f0r], cols[f1a], cols[f1r]
+    cs0a, cs0r, cs1a, cs1r = cols[s0a], cols[s0r], cols[s1a], cols[s1r]
+    cb0a, cb0r, cb1a, cb1r = cols[b0a], cols[b0r], cols[b1a], cols[b1r]
+    fw0 = np.float64(s0w)
+    fw1 = np.float64(s1w)
+    for i in range(n):
+        ok = (okrow[i] != 0) & (f0v <= cf0a[i] - cf0r[i]) & (f1v <= cf1a[i] - cf1r[i])
+        if podcheck:
+            ok = ok & (cnt[i] < cap[i])
+        a0 = cs0a[i]
+        q0 = cs0r[i] + s0v
+        a1 = cs1a[i]
+        q1 = cs1r[i] + s1v
+        if most:
+            d0 = min(a0, q0)
+            d1 = min(a1, q1)
+        else:
+            d0 = a0 - q0 if a0 > q0 else 0
+            d1 = a1 - q1 if a1 > q1 else 0
+        p0 = a0 > 0
+        p1 = a1 > 0
+        x0 = np.float64(np.int64(np.float64(d0) * 100.0 / (np.float64(a0) if p0 else 1.0)))
+        x1 = np.float64(np.int64(np.float64(d1) * 100.0 / (np.float64(a1) if p1 else 1.0)))
+        num = (x0 * fw0 if p0 else 0.0) + (x1 * fw1 if p1 else 0.0)
+        ws = (fw0 if p0 else 0.0) + (fw1 if p1 else 0.0)
+        fit = np.int64(num / (ws if ws > 0.0 else 1.0))
+        ba0 = cb0a[i]
+        ba1 = cb1a[i]
+        g0 = np.float64(cb0r[i] + b0v) / (np.float64(ba0) if ba0 > 0 else 1.0)
+        g1 = np.float64(cb1r[i] + b1v) / (np.float64(ba1) if ba1 > 0 else 1.0)
+        g0 = min(g0, 1.0)
+        g1 = min(g1, 1.0)
+        std = abs((g0 - g1) / 2) if (ba0 > 0) & (ba1 > 0) else 0.0
+        ba = np.int64((1.0 - std) * 100.0)
+        feas[i] = 1 if ok else 0
+        base[i] = wf * fit + wb * ba + wp * plain[i]
+
+
+@njit(**_OPTS)
+def _finish(n, st, pv, feas, base, out):
+    """Normalised scores over the feasible rows, totals into ``out``, best and count.
+
+    The maxima's multiplicities are only needed (and only counted) when the
+    raw scores are not all zero."""
+    rawn = st[ST_NORM]
+    rawr = st[ST_RNORM]
     nm = 0
     nmc = 0
     if (pv[PV_FLAGS] & F_NORM) != 0:
         for i in range(n):
-            if feas[i] != 0 and st[ST_NORM, i] > nm:
-                nm = st[ST_NORM, i]
+            v = rawn[i] if feas[i] != 0 else 0
+            nm = max(nm, v)
+        for i in range(n):
+            nmc += feas[i] if rawn[i] == nm else 0
     rm = 0
     rmc = 0
     if (pv[PV_FLAGS] & F_RNORM) != 0:
         for i in range(n):
-            if feas[i] != 0 and st[ST_RNORM, i] > rm:
-                rm = st[ST_RNORM, i]
-    for i in range(n):
-        if feas[i] != 0:
-            if st[ST_NORM, i] == nm:
-                nmc += 1
-            if st[ST_RNORM, i] == rm:
-                rmc += 1
+            v = rawr[i] if feas[i] != 0 else 0
+            rm = max(rm, v)
+        for i in range(n):
+            rmc += feas[i] if rawr[i] == rm else 0
 
     wn = pv[PV_W_NORM]
     wr = pv[PV_W_RNORM]
     if nm > 0 and wn != 0:
         fnm = np.float64(nm)
         for i in range(n):
-            base[i] += wn * np.int64(np.float64(100 * st[ST_NORM, i]) / fnm)
+            base[i] += wn * np.int64(np.float64(100 * rawn[i]) / fnm)
+    const = 0
     if rm > 0:
         frm = np.float64(rm)
         for i in range(n):
-            base[i] += wr * (100 - np.int64(np.float64(100 * st[ST_RNORM, i]) / frm))
+            base[i] += wr * (100 - np.int64(np.float64(100 * rawr[i]) / frm))
     else:
-        for i in range(n):
-            base[i] += wr * 100
+        const = wr * 100
 
     best = -1
     for i in range(n):
-        s = base[i] if feas[i] != 0 else -1
+        s = base[i] + const if feas[i] != 0 else -1
         out[i] = s
         best = max(best, s)
     cnt = 0

@@ -105,6 +105,50 @@ class _State:
     synced: int = -1
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a profile means for the kernels, worked out once."""
+    fit: object
+    fit_filter: bool
+    w_fit: int
+    bal: object
+    w_bal: int
+    w_norm: int
+    w_rnorm: int
+    w_plain: int
+    strategy: int
+    flags: int
+    ports: bool
+    static_filters: tuple
+    static_scores: tuple
+
+    @classmethod
+    def of(cls, prof: Profile, k) -> _Plan:
+        fit_filter = any(f.name == "NodeResourcesFit" for f in prof.filters)
+        w = {"forward": 0, "reverse": 0, "none": 0}
+        static_scores = []
+        slots = {"forward": (k.ST_NORM, k.F_NORM), "reverse": (k.ST_RNORM, k.F_RNORM),
+                 "none": (k.ST_PLAIN, k.F_PLAIN)}
+        for p, weight in prof.scores:
+            norm = getattr(p, "normalization", None)
+            if norm in w:
+                if w[norm]:
+                    raise ValueError(f"two score plugins normalised {norm!r}")
+                w[norm] = weight
+                static_scores.append((p, *slots[norm]))
+        fit = prof.plugin("NodeResourcesFit")
+        return cls(
+            fit=fit, fit_filter=fit_filter, w_fit=prof.weight("NodeResourcesFit"),
+            bal=prof.plugin("NodeResourcesBalancedAllocation"),
+            w_bal=prof.weight("NodeResourcesBalancedAllocation"),
+            w_norm=w["forward"], w_rnorm=w["reverse"], w_plain=w["none"],
+            strategy=1 if (fit is not None and fit.strategy == "MostAllocated") else 0,
+            flags=k.F_PODS if fit_filter else 0,
+            ports=any(f.name == "NodePorts" for f in prof.filters),
+            static_filters=tuple(f for f in prof.filters if hasattr(f, "static_mask")),
+            static_scores=tuple(static_scores))
+
+
 class _Shape:
     __slots__ = ("info", "ports", "profile", "pv", "seen", "state", "static_key", "usage")
 
@@ -151,6 +195,7 @@ class Scheduler:
         self.max_cached = max(1, max_cached)
         self.replay_fraction = replay_fraction
         self._profiles = {p.scheduler_name: p for p in self.config.profiles}
+        self._plans: dict[str, _Plan] = {}
         self._shapes: dict[tuple, _Shape] = {}
         self._statics: dict[tuple, _Static] = {}
         self._cached: OrderedDict[int, _Shape] = OrderedDict()
@@ -315,35 +360,29 @@ class Scheduler:
 
     def _compile(self, shape: _Shape) -> np.ndarray:
         """The packed request vector of a shape (see ``sched_kernels``)."""
-        k = kernels()
-        prof, info, t = shape.profile, shape.info, self.table
+        plan, info, t = self._plan(shape.profile), shape.info, self.table
         self._usage(shape)
-        fit = prof.plugin("NodeResourcesFit")
-        fit_filter = any(f.name == "NodeResourcesFit" for f in prof.filters)
-        w_fit = prof.weight("NodeResourcesFit")
-        bal = prof.plugin("NodeResourcesBalancedAllocation")
-        w_bal = prof.weight("NodeResourcesBalancedAllocation")
-        fit_terms = fit.fit_terms(info, t) if fit_filter else []
-        sc_terms = fit.score_terms(info, t) if w_fit else []
-        bal_terms = bal.terms(info, t) if (w_bal and not bal.skipped(info)) else []
-        w_norm = w_rnorm = w_plain = 0
-        for p, w in prof.scores:
-            norm = getattr(p, "normalization", None)
-            if norm == "forward":
-                w_norm = w
-            elif norm == "reverse":
-                w_rnorm = w
-            elif norm == "none":
-                w_plain = w
-        flags = k.F_PODS if fit_filter else 0
-        pv = [1 if (fit is not None and fit.strategy == "MostAllocated") else 0,
-              w_fit if sc_terms else 0, w_bal if bal_terms else 0, w_norm, w_rnorm, w_plain,
-              flags, len(fit_terms), len(sc_terms), len(bal_terms)]
-        for term in fit_terms + sc_terms + bal_terms:
+        fit_terms = plan.fit.fit_terms(info, t) if plan.fit_filter else []
+        sc_terms = plan.fit.score_terms(info, t) if plan.w_fit else []
+        bal_terms = plan.bal.terms(info, t) if (plan.w_bal and not plan.bal.skipped(info)) else []
+        pv = [plan.strategy, plan.w_fit if sc_terms else 0, plan.w_bal if bal_terms else 0,
+              plan.w_norm, plan.w_rnorm, plan.w_plain, plan.flags,
+              len(fit_terms), len(sc_terms), len(bal_terms)]
+        for term in fit_terms:
             pv.extend(term)
-        shape.ports = bool(info.host_ports) and any(f.name == "NodePorts" for f in prof.filters)
+        for term in sc_terms:
+            pv.extend(term)
+        for term in bal_terms:
+            pv.extend(term)
+        shape.ports = plan.ports and bool(info.host_ports)
         shape.pv = np.array(pv, dtype=np.int64)
         return shape.pv
+
+    def _plan(self, prof: Profile) -> _Plan:
+        plan = self._plans.get(prof.scheduler_name)
+        if plan is None:
+            plan = self._plans[prof.scheduler_name] = _Plan.of(prof, kernels())
+        return plan
 
     def _static(self, shape: _Shape) -> _Static:
         t = self.table
@@ -352,28 +391,20 @@ class Scheduler:
         if sv is not None and sv.layout == t.layout_version and sv.version == t.static_version:
             return sv
         k = kernels()
-        prof, info, n = shape.profile, shape.info, t.n
+        plan, info, n = self._plan(shape.profile), shape.info, t.n
         st = np.zeros((4, max(n, 1)), np.int64)
         ok = np.ones(n, np.bool_)
-        for f in prof.filters:
-            fn = getattr(f, "static_mask", None)
-            if fn is not None:
-                m = fn(info, t)
-                if m is not None:
-                    ok &= m
+        for f in plan.static_filters:
+            m = f.static_mask(info, t)
+            if m is not None:
+                ok &= m
         st[k.ST_OK, :n] = ok
         flags = 0
-        for p, _w in prof.scores:
-            fn = getattr(p, "static_raw", None)
-            if fn is None:
-                continue
-            raw = fn(info, t)
-            if raw is None:
-                continue
-            slot, bit = {"forward": (k.ST_NORM, k.F_NORM), "reverse": (k.ST_RNORM, k.F_RNORM),
-                         "none": (k.ST_PLAIN, k.F_PLAIN)}[p.normalization]
-            st[slot, :n] = raw
-            flags |= bit
+        for p, slot, bit in plan.static_scores:
+            raw = p.static_raw(info, t)
+            if raw is not None:
+                st[slot, :n] = raw
+                flags |= bit
         if len(self._statics) > 1024:
             self._statics.clear()
         sv = _Static(st, flags, t.layout_version, t.static_version)

@@ -11,6 +11,7 @@ Layout (``cols``: int64, one row per quantity, one column per node):
 ``POD_CAP``           allocatable pods
 ``POD_CNT``           pods charged to the node
 ``NZ_CPU, NZ_MEM``    non-zero cpu/memory requested (scoring)
+``ZERO``              always 0 (pads kernel terms)
 ``alloc_row(r)``      allocatable of resource ``r`` (cpu in millicores)
 ``req_row(r)``        requested of resource ``r``
 ====================  ===========================================
@@ -45,8 +46,8 @@ __all__ = [
     "req_row",
 ]
 
-POD_CAP, POD_CNT, NZ_CPU, NZ_MEM = 0, 1, 2, 3
-_FIXED = 4
+POD_CAP, POD_CNT, NZ_CPU, NZ_MEM, ZERO = 0, 1, 2, 3, 4
+_FIXED = 5
 HARD_EFFECTS = ("NoSchedule", "NoExecute")
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .quantity import parse_quantity, resource_value
+from .quantity import NANO, parse_nano
 
 __all__ = [
     "DEFAULT_MEMORY_REQUEST",
@@ -37,8 +37,7 @@ __all__ = [
 
 DEFAULT_MILLI_CPU_REQUEST = 100
 DEFAULT_MEMORY_REQUEST = 200 * 1024 * 1024
-_NON_MISSING = {"cpu": Fraction(DEFAULT_MILLI_CPU_REQUEST, 1000),
-                "memory": Fraction(DEFAULT_MEMORY_REQUEST)}
+_NON_MISSING = {"cpu": DEFAULT_MILLI_CPU_REQUEST * 10**6, "memory": DEFAULT_MEMORY_REQUEST * NANO}
 
 
 def is_scalar_resource(name: str) -> bool:
@@ -206,19 +205,22 @@ def shape_key(spec: dict) -> tuple:
     return tuple(parts)
 
 
-def _container_requests(c: dict, non_missing: bool) -> dict[str, Fraction]:
+_Amount = int | Fraction     # billionths of a unit (see quantity.parse_nano)
+
+
+def _container_requests(c: dict, non_missing: bool) -> dict[str, _Amount]:
     raw = ((c.get("resources") or {}).get("requests")) or {}
-    out = {k: parse_quantity(v) for k, v in raw.items() if counted_resource(k)}
+    out = {k: parse_nano(v) for k, v in raw.items() if counted_resource(k)}
     if non_missing:
         for k, v in _NON_MISSING.items():
             if k not in raw:
-                out[k] = out.get(k, Fraction(0)) + v
+                out[k] = out.get(k, 0) + v
     return out
 
 
 def _add(acc: dict, other: dict) -> None:
     for k, v in other.items():
-        acc[k] = acc.get(k, Fraction(0)) + v
+        acc[k] = acc.get(k, 0) + v
 
 
 def _max(acc: dict, other: dict) -> None:
@@ -229,30 +231,34 @@ def _max(acc: dict, other: dict) -> None:
 
 def pod_requests(spec: dict, non_missing: bool = False) -> dict[str, int]:
     """kube's ``PodRequests``: exact sums, converted once (cpu in millicores)."""
-    reqs: dict[str, Fraction] = {}
+    reqs: dict[str, _Amount] = {}
     for c in spec.get("containers") or ():
         _add(reqs, _container_requests(c, non_missing))
-    sidecars: dict[str, Fraction] = {}
-    init_max: dict[str, Fraction] = {}
-    for c in spec.get("initContainers") or ():
-        creq = _container_requests(c, non_missing)
-        if c.get("restartPolicy") == "Always":
-            _add(reqs, creq)
-            _add(sidecars, creq)
-            creq = dict(sidecars)
-        else:
-            tmp = dict(creq)
-            _add(tmp, sidecars)
-            creq = tmp
-        _max(init_max, creq)
-    _max(reqs, init_max)
-    pod_level = ((spec.get("resources") or {}).get("requests")) or {}
-    for k, v in pod_level.items():
-        if k in ("cpu", "memory") or k.startswith("hugepages-"):
-            reqs[k] = parse_quantity(v)
-    overhead = spec.get("overhead") or {}
-    _add(reqs, {k: parse_quantity(v) for k, v in overhead.items() if counted_resource(k)})
-    return {k: resource_value(k, v) for k, v in reqs.items()}
+    init = spec.get("initContainers")
+    if init:
+        sidecars: dict[str, _Amount] = {}
+        init_max: dict[str, _Amount] = {}
+        for c in init:
+            creq = _container_requests(c, non_missing)
+            if c.get("restartPolicy") == "Always":
+                _add(reqs, creq)
+                _add(sidecars, creq)
+                creq = dict(sidecars)
+            else:
+                tmp = dict(creq)
+                _add(tmp, sidecars)
+                creq = tmp
+            _max(init_max, creq)
+        _max(reqs, init_max)
+    res = spec.get("resources")
+    if res:
+        for k, v in (res.get("requests") or {}).items():
+            if k in ("cpu", "memory") or k.startswith("hugepages-"):
+                reqs[k] = parse_nano(v)
+    overhead = spec.get("overhead")
+    if overhead:
+        _add(reqs, {k: parse_nano(v) for k, v in overhead.items() if counted_resource(k)})
+    return {k: -((-v) // (10**6 if k == "cpu" else NANO)) for k, v in reqs.items()}
 
 
 def pod_counts(spec: dict) -> tuple[dict[str, int], int, int]:
