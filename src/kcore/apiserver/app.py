@@ -357,7 +357,8 @@ class Handlers:
         k = reg.kind
         body = b"".join([b'{"kind":"', k.list_kind.encode(), b'","apiVersion":"',
                          k.api_version.encode(), b'","metadata":', dumps(md), b',"items":[',
-                         b",".join(_item_json(o) for o in res.items), b"]}"])
+                         b",".join(e.json() for e in res.entries) if res.entries is not None
+                         else b",".join(_item_json(o) for o in res.items), b"]}"])
         if accept.startswith("application/yaml"):
             return web.Response(body=yaml.safe_dump(orjson.loads(body), sort_keys=False),
                                 content_type="application/yaml")

@@ -83,6 +83,7 @@ class ListResult:
     rv: int
     cont: str = ""
     remaining: int | None = None
+    entries: list | None = None     # cache entries of items (their JSON is cached)
 
 
 def decode_value(value: bytes, rev: int) -> dict:
@@ -235,6 +236,7 @@ class Registry:
             entries = self.cache.list(kp)
         rev = self.cache.rev
         items: list[dict] = []
+        picked: list[Entry] = []
         next_key = b""
         for ent in entries:
             if pred is not None and not pred(ent.obj):
@@ -243,7 +245,8 @@ class Registry:
                 next_key = ent.key
                 break
             items.append(ent.obj)
-        res = ListResult(items, rev)
+            picked.append(ent)
+        res = ListResult(items, rev, entries=picked)
         if next_key:
             res.cont = encode_continue(rev, next_key)
         return res

@@ -13,6 +13,7 @@ StoreStorage, so everything above the storage interface is shared.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -93,6 +94,11 @@ class APIServer:
             await asyncio.wait_for(r.cache.ready.wait(), 60)
         svc_hooks.rebuild([e.obj for e in self.registry("", "v1", "services").cache.list()])
         await self.bootstrap()
+        # Long-lived cached objects would make every full GC walk the whole cache; move
+        # what exists now out of the collector's view and collect young objects less often.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         if serve and self.config.insecure_port >= 0:
             from kcore.apiserver.app import make_app
             app = make_app(self)
