@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -139,10 +138,9 @@ async def bench(args) -> dict:
     base = args.server
     ns = "bench"
     res: dict = {"pods": args.pods, "concurrency": args.concurrency}
-    async with aiohttp.ClientSession(base) as s:
-        async with s.post("/api/v1/namespaces", data=orjson.dumps(
-                {"metadata": {"name": ns}})) as r:
-            await r.read()
+    async with aiohttp.ClientSession(base) as s, s.post("/api/v1/namespaces", data=orjson.dumps(
+            {"metadata": {"name": ns}})) as r:
+        await r.read()
 
     async def create(c, i):
         st, _ = await c.request("POST", f"/api/v1/namespaces/{ns}/pods", pod(f"p-{i}"))
@@ -233,7 +231,7 @@ async def watch_fanout(base: str, ns: str, watchers: int, events: int) -> dict:
                 await r.read()
     try:
         await asyncio.wait_for(done.wait(), 120)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     dt = time.perf_counter() - t0
     for t in tasks:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from kcore.api import errors as E
 from kcore.api import labels as L
 from kcore.api import validation as V
-from kcore.api.core import _meta_fields, default_template, validate_template, _g
+from kcore.api.core import _g, _meta_fields, default_template, validate_template
 from kcore.api.errors import FieldError
 from kcore.api.kinds import Kind, register
 from kcore.api.schema import define

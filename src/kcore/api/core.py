@@ -75,9 +75,7 @@ def qos_class(spec: dict) -> str:
         if rq or lm:
             any_set = True
         for res in ("cpu", "memory"):
-            if res not in lm or res not in rq:
-                guaranteed = False
-            elif _q(rq[res]) != _q(lm[res]):
+            if res not in lm or res not in rq or _q(rq[res]) != _q(lm[res]):
                 guaranteed = False
         reqs.update(rq)
         lims.update(lm)
@@ -238,7 +236,7 @@ def _resources(res, path: str) -> list[FieldError]:
             vals[(part, k)] = q
     for (part, k), q in vals.items():
         if part == "requests" and ("limits", k) in vals and q > vals[("limits", k)]:
-            errs.append(E.invalid(f"{path}.requests", v if False else (res["requests"][k]),
+            errs.append(E.invalid(f"{path}.requests", res["requests"][k],
                                   f"must be less than or equal to {k} limit of "
                                   f"{res['limits'][k]}"))
     return errs

@@ -7,8 +7,8 @@ update, the status/spec split, field-selector fields and the Table printer.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from kcore.api.errors import FieldError
 
@@ -84,8 +84,7 @@ def load() -> None:
     global _loaded
     if _loaded:
         return
-    from kcore.api import apps, autoscaling, coordination, core, meta_schema  # noqa: F401
-    from kcore.api import schema
+    from kcore.api import apps, autoscaling, coordination, core, meta_schema, schema  # noqa: F401
 
     schema.finalize()
     _loaded = True

@@ -17,7 +17,7 @@ def rfc3339(ts: float | None = None) -> str:
 
 def rfc3339_micro(ts: float | None = None) -> str:
     t = time.time() if ts is None else ts
-    d = _dt.datetime.fromtimestamp(t, _dt.timezone.utc)
+    d = _dt.datetime.fromtimestamp(t, _dt.UTC)
     return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

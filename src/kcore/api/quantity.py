@@ -59,8 +59,7 @@ def format_quantity(value: Fraction, binary: bool = False) -> str:
         for suf in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
             if n % _BIN[suf] == 0:
                 return f"{sign}{n // _BIN[suf]}{suf}"
-        if n < 1024 or True:
-            return f"{sign}{n}"
+        return f"{sign}{n}"
     for suf in ("E", "P", "T", "G", "M", "k", "", "m", "u", "n"):
         q = v / _DEC[suf]
         if q.denominator == 1 and (suf in ("", "m", "u", "n") or q >= 1):

@@ -27,7 +27,7 @@ class FieldSpec:
     kind: str                 # prim | ref | map | list
     prim: str = ""            # for prim
     ref: str = ""             # full definition name for ref
-    item: "FieldSpec | None" = None
+    item: FieldSpec | None = None
     required: bool = False
     merge_key: str = ""
     strategy: str = ""        # "", "merge", "retainKeys", "merge,retainKeys", "replace"

@@ -14,7 +14,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from kcore.api import errors as E
-from kcore.api.quantity import format_quantity, is_binary, parse_quantity, QuantityError
+from kcore.api.quantity import QuantityError, format_quantity, is_binary, parse_quantity
 from kcore.apiserver.registry import Attributes, Extras, encode_value
 from kcore.apiserver.storage import Cond, Put
 
@@ -39,7 +39,7 @@ IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 
 
 class Chain:
-    def __init__(self, server: "APIServer", plugins: list[str]):
+    def __init__(self, server: APIServer, plugins: list[str]):
         self.server = server
         self.plugins = [p for p in plugins if p]
         unknown = [p for p in self.plugins if p not in KNOWN]
@@ -245,7 +245,7 @@ def _pod_in_scope(scope: str, pod: dict) -> bool:
 
 
 class QuotaEvaluator:
-    def __init__(self, server: "APIServer"):
+    def __init__(self, server: APIServer):
         self.server = server
 
     def _reg(self):

@@ -21,7 +21,7 @@ class IPAllocator:
         self.rng = rng or random.Random()
         self.size = self.net.num_addresses
         # network and broadcast addresses are not handed out (IPv4)
-        self.first = int(self.net.network_address) + (1 if self.net.version == 4 else 1)
+        self.first = int(self.net.network_address) + 1
         self.last = int(self.net.broadcast_address) - (1 if self.net.version == 4 else 0)
 
     def first_ip(self) -> str:

@@ -49,7 +49,7 @@ def resource_list(gv: str, kinds: list[Kind]) -> dict:
             "resources": res}
 
 
-def groups(kinds: list[Kind]) -> "OrderedDict[str, list[str]]":
+def groups(kinds: list[Kind]) -> OrderedDict[str, list[str]]:
     out: OrderedDict[str, list[str]] = OrderedDict()
     for k in kinds:
         if k.group:

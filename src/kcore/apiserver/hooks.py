@@ -16,17 +16,17 @@ if TYPE_CHECKING:
 
 
 class Hooks:
-    async def before_create(self, reg: "Registry", obj: dict, extras: "Extras") -> None:
+    async def before_create(self, reg: Registry, obj: dict, extras: Extras) -> None:
         pass
 
-    def prepare_update(self, reg: "Registry", new: dict, old: dict) -> None:
+    def prepare_update(self, reg: Registry, new: dict, old: dict) -> None:
         pass
 
-    async def before_update(self, reg: "Registry", new: dict, old: dict, extras: "Extras"
+    async def before_update(self, reg: Registry, new: dict, old: dict, extras: Extras
                             ) -> None:
         pass
 
-    def after_delete(self, reg: "Registry", obj: dict) -> None:
+    def after_delete(self, reg: Registry, obj: dict) -> None:
         pass
 
 

@@ -68,7 +68,7 @@ async def proxy_log(server, request: web.Request, pod: dict) -> web.StreamRespon
     except aiohttp.ClientError as e:
         if resp.prepared:
             return resp
-        raise E.ApiError(502, "InternalError" if False else "ServiceUnavailable",
+        raise E.ApiError(502, "ServiceUnavailable",
                          f"error dialing backend: {e}") from None
     await resp.write_eof()
     return resp

@@ -13,8 +13,9 @@ import base64
 import copy
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -39,7 +40,7 @@ class Extras:
     """What admission and kind hooks add to a write's transaction."""
     conds: list[Cond] = field(default_factory=list)
     ops: list = field(default_factory=list)
-    touched: list[tuple["Registry", bytes]] = field(default_factory=list)
+    touched: list[tuple[Registry, bytes]] = field(default_factory=list)
     rollbacks: list[Callable[[], None]] = field(default_factory=list)
     commits: list[Callable[[], None]] = field(default_factory=list)
 
@@ -148,7 +149,7 @@ def _dc(obj):
 
 
 class Registry:
-    def __init__(self, server: "APIServer", kind: Kind):
+    def __init__(self, server: APIServer, kind: Kind):
         self.server = server
         self.kind = kind
         self.storage = server.storage
@@ -168,8 +169,7 @@ class Registry:
         return E.not_found(self.kind.plural, name, self.kind.group)
 
     def note_write(self, rev: int) -> None:
-        if rev > self.last_write:
-            self.last_write = rev
+        self.last_write = max(self.last_write, rev)
 
     async def fresh(self) -> None:
         c = self.cache

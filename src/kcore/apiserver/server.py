@@ -80,7 +80,7 @@ class APIServer:
             try:
                 await self.storage.health()
                 break
-            except Exception as e:  # noqa: BLE001 - store still starting
+            except Exception as e:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"storage not reachable: {e}") from e
                 await asyncio.sleep(0.2)

@@ -101,7 +101,7 @@ def pod_row(p: dict, now: float) -> list:
                 t = state["terminated"]
                 reason = t.get("reason") or (f"Signal:{t['signal']}" if t.get("signal")
                                              else f"ExitCode:{t.get('exitCode')}")
-            elif cs.get("ready") and state.get("running"):
+            elif cs.get("ready") and state.get("running") is not None:
                 has_running = True
                 ready += 1
         if reason == "Completed" and has_running:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 class Entry:
     """One object at one revision. `obj` is shared: never mutate it."""
 
-    __slots__ = ("key", "obj", "rev", "ns", "name", "_json")
+    __slots__ = ("_json", "key", "name", "ns", "obj", "rev")
 
     def __init__(self, key: bytes, obj: dict, rev: int):
         self.key, self.obj, self.rev = key, obj, rev
@@ -45,7 +45,7 @@ class Entry:
 
 
 class Event:
-    __slots__ = ("type", "entry", "prev", "rev", "_lines")
+    __slots__ = ("_lines", "entry", "prev", "rev", "type")
 
     def __init__(self, type_: str, entry: Entry, prev: Entry | None, rev: int):
         self.type, self.entry, self.prev, self.rev = type_, entry, prev, rev
@@ -71,7 +71,7 @@ class Watcher:
 
     MAX_BACKLOG = 20000
 
-    def __init__(self, cache: "WatchCache", ns: str | None, pred: Callable | None):
+    def __init__(self, cache: WatchCache, ns: str | None, pred: Callable | None):
         self.cache, self.ns, self.pred = cache, ns, pred
         self.items: collections.deque = collections.deque()
         self.wake = asyncio.Event()
@@ -118,7 +118,7 @@ class Watcher:
                     await self.wake.wait()
                 else:
                     await asyncio.wait_for(self.wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return []
         if not self.items and self.closed:
             return None
@@ -266,7 +266,7 @@ class WatchCache:
         if not self.ready.is_set():
             try:
                 await asyncio.wait_for(self.ready.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
         if self.rev >= rev:
             return True
@@ -275,7 +275,7 @@ class WatchCache:
         try:
             await asyncio.wait_for(fut, timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     # -- reading ----------------------------------------------------------------------

@@ -70,7 +70,7 @@ class Cluster:
         self.proc = None
         self.cache_dir = os.path.join(root, "kubectl-cache")
 
-    def start(self) -> "Cluster":
+    def start(self) -> Cluster:
         args = [sys.executable, "-m", "kcore.cli.main", "apiserver",
                 f"--insecure-port={self.port}", "--service-cluster-ip-range=10.0.0.0/24",
                 f"--data-dir={os.path.join(self.root, 'data')}"]

@@ -65,7 +65,7 @@ def test_discovery_commands(cluster):
 def test_apply_lifecycle(cluster):
     ns = "apply-" + cluster.backend
     cluster.kubectl("create", "namespace", ns)
-    k = lambda *a, **kw: cluster.kubectl("-n", ns, *a, **kw)  # noqa: E731
+    k = lambda *a, **kw: cluster.kubectl("-n", ns, *a, **kw)
     assert "pod/web created" in k("apply", "-f", "-", input=POD).stdout
     assert "pod/web unchanged" in k("apply", "-f", "-", input=POD).stdout
     edited = POD.replace("nginx:1.25", "nginx:1.26")

@@ -8,8 +8,8 @@ import time
 import pytest
 
 kubernetes = pytest.importorskip("kubernetes")
-from kubernetes import client, watch  # noqa: E402
-from kubernetes.client.rest import ApiException  # noqa: E402
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_leases(api):
         spec=client.V1LeaseSpec(holder_identity="a", lease_duration_seconds=15)))
     lease.spec.holder_identity = "b"
     import datetime
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     lease.spec.renew_time = now
     got = co.replace_namespaced_lease("leader", "kube-system", lease)
     assert got.spec.holder_identity == "b"

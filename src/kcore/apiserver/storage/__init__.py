@@ -6,5 +6,13 @@ over `kcore.store.client.Client`, so the embedded store (in-process) and any
 etcd v3 endpoint (real etcd, `kcore etcd`) are served by one code path.
 """
 from kcore.apiserver.storage.interface import (  # noqa: F401
-    Cond, Delete, KV, Put, Storage, StorageCompacted, TxnResult, WatchEvent)
+    KV,
+    Cond,
+    Delete,
+    Put,
+    Storage,
+    StorageCompacted,
+    TxnResult,
+    WatchEvent,
+)
 from kcore.apiserver.storage.store import StoreStorage  # noqa: F401

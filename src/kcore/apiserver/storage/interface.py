@@ -8,8 +8,9 @@ own guards and writes (e.g. a ResourceQuota's usage) to the same transaction.
 """
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Protocol
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)

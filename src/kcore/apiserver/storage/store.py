@@ -1,10 +1,17 @@
 """`Storage` over kcore.store.client (embedded EtcdServer or any etcd v3 endpoint)."""
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from kcore.apiserver.storage.interface import (
-    KV, Cond, Delete, Put, StorageCompacted, TxnResult, WatchEvent)
+    KV,
+    Cond,
+    Delete,
+    Put,
+    StorageCompacted,
+    TxnResult,
+    WatchEvent,
+)
 from kcore.store import errors as serr
 from kcore.store.client import Client, prefix_end
 from kcore.store.rpc.pb import rpc_pb2 as pb
