@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 
-from conftest import ETCD, _stop, free_port, wait_http  # noqa: F401
+from .apiserver_harness import _stop, free_port, wait_http
 
 
 def test_kcore_up_serves_api_and_store():
