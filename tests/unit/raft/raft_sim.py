@@ -196,6 +196,7 @@ class Knobs:
     check_quorum: bool = True
     max_size_per_msg: int = 1 << 20
     max_inflight: int = 256
+    max_committed_size: int = 1 << 40  # bytes of committed entries per Ready
     faults: bool = True
     conf_changes: bool = True
     max_added: int = 2
@@ -259,6 +260,7 @@ class Simulation:
         k = self.k
         return Config(id=nid, election_tick=k.election_tick, heartbeat_tick=1,
                       max_size_per_msg=k.max_size_per_msg, max_inflight_msgs=k.max_inflight,
+                      max_committed_size_per_ready=k.max_committed_size,
                       pre_vote=k.pre_vote, check_quorum=k.check_quorum,
                       rng=random.Random(self.rng.getrandbits(32)))
 
@@ -737,6 +739,7 @@ def knobs_for_seed(seed: int) -> Knobs:
         check_quorum=rng.random() < 0.75,
         max_size_per_msg=rng.choice((1, 40, 200, 1 << 20)),
         max_inflight=rng.choice((1, 3, 256)),
+        max_committed_size=rng.choice((50, 1 << 40)),
     )
 
 

@@ -631,3 +631,25 @@ def test_figure8_scenario_an_old_term_entry_on_a_majority_can_still_be_replaced(
     net.tick(5)
     for nid in voters:
         assert net.log_terms(nid)[:3] == [(1, 1), (2, 3), (3, 5)]
+
+
+def test_node_keeps_working_between_ready_and_advance():
+    """A driver may apply a Ready in another task while it keeps stepping and
+    proposing; what arrives meanwhile comes out in the next Ready."""
+    net = elected()
+    rn = net.nodes[1]
+    rn.propose(b"a")
+    rd = rn.ready()
+    assert [e.data for e in rd.entries] == [b"a"]
+    net.storage[1].append(rd.entries)
+    rn.propose(b"b")  # before advance
+    rn.advance(rd)
+    rd2 = rn.ready()
+    assert [e.data for e in rd2.entries] == [b"b"]
+    assert {m.to for m in rd2.messages} == {2, 3}
+    net.storage[1].append(rd2.entries)
+    for m in rd.messages + rd2.messages:
+        net.deliver(1, m)
+    rn.advance(rd2)
+    net.flush()
+    assert net.values(2)[-2:] == [b"a", b"b"]
