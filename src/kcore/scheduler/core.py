@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import importlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -50,7 +50,7 @@ from .decision import Decision
 from .diagnosis import NO_NODES, diagnose, fit_error_message
 from .explain import Explanation, NodeScore, PluginScore
 from .framework import num_feasible_nodes_to_find
-from .nodetable import NodeTable, Usage
+from .nodetable import _FIXED, NZ_CPU, NZ_MEM, NodeTable, Usage
 from .podinfo import PodInfo, pod_info, pod_key, shape_key
 from .tiebreak import MASK64
 
@@ -121,6 +121,14 @@ class _Plan:
     ports: bool
     static_filters: tuple
     static_scores: tuple
+    _recipes: dict = field(default_factory=dict, compare=False)
+
+    def recipe(self, table: NodeTable) -> _Recipe:
+        """Rows of the configured scored resources in ``table`` (resolved once)."""
+        r = self._recipes.get(id(table))
+        if r is None:
+            r = self._recipes[id(table)] = _Recipe.of(self, table)
+        return r
 
     @classmethod
     def of(cls, prof: Profile, k) -> _Plan:
@@ -147,6 +155,46 @@ class _Plan:
             ports=any(f.name == "NodePorts" for f in prof.filters),
             static_filters=tuple(f for f in prof.filters if hasattr(f, "static_mask")),
             static_scores=tuple(static_scores))
+
+
+_NZ_CPU, _NZ_MEM = "\0nz-cpu", "\0nz-memory"
+_FIXED_KINDS = (_NZ_CPU, _NZ_MEM, "cpu", "memory", "ephemeral-storage")
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """Per (profile, table): (alloc row, requested row, what the pod adds, weight)
+    for each scored resource of NodeResourcesFit, and (alloc row, requested
+    row, resource) for BalancedAllocation — kube's calculateResourceAllocatableRequest
+    resolved against the table. Resources that are neither cpu, memory,
+    ephemeral-storage nor scalar are never scored and are left out."""
+    score: tuple
+    balanced: tuple
+
+    @classmethod
+    def of(cls, plan: _Plan, table: NodeTable) -> _Recipe:
+        from .podinfo import is_scalar_resource
+        score, balanced = [], []
+        if plan.fit is not None:
+            for name, w in plan.fit.resources:
+                if name not in ("cpu", "memory", "ephemeral-storage") and \
+                        not is_scalar_resource(name):
+                    continue
+                r = table.resource(name)
+                if name == "cpu":
+                    score.append((_FIXED + 2 * r, NZ_CPU, _NZ_CPU, w))
+                elif name == "memory":
+                    score.append((_FIXED + 2 * r, NZ_MEM, _NZ_MEM, w))
+                else:
+                    score.append((_FIXED + 2 * r, _FIXED + 2 * r + 1, name, w))
+        if plan.bal is not None:
+            for name, _w in plan.bal.resources:
+                if name not in ("cpu", "memory", "ephemeral-storage") and \
+                        not is_scalar_resource(name):
+                    continue
+                r = table.resource(name)
+                balanced.append((_FIXED + 2 * r, _FIXED + 2 * r + 1, name))
+        return cls(tuple(score), tuple(balanced))
 
 
 class _Shape:
@@ -359,21 +407,52 @@ class Scheduler:
         return shape.usage
 
     def _compile(self, shape: _Shape) -> np.ndarray:
-        """The packed request vector of a shape (see ``sched_kernels``)."""
+        """The packed request vector of a shape (see ``sched_kernels``).
+
+        The terms are what ``NodeResourcesFit.fit_terms``/``score_terms`` and
+        ``BalancedAllocation.terms`` return (a test checks it); the plan's
+        recipe only resolves the configured resources' rows once."""
         plan, info, t = self._plan(shape.profile), shape.info, self.table
         self._usage(shape)
-        fit_terms = plan.fit.fit_terms(info, t) if plan.fit_filter else []
-        sc_terms = plan.fit.score_terms(info, t) if plan.w_fit else []
-        bal_terms = plan.bal.terms(info, t) if (plan.w_bal and not plan.bal.skipped(info)) else []
-        pv = [plan.strategy, plan.w_fit if sc_terms else 0, plan.w_bal if bal_terms else 0,
-              plan.w_norm, plan.w_rnorm, plan.w_plain, plan.flags,
-              len(fit_terms), len(sc_terms), len(bal_terms)]
-        for term in fit_terms:
-            pv.extend(term)
-        for term in sc_terms:
-            pv.extend(term)
-        for term in bal_terms:
-            pv.extend(term)
+        recipe = plan.recipe(t)
+        fit_terms: list[int] = []
+        nfit = 0
+        if plan.fit_filter:
+            index = t.res_index
+            ignored = plan.fit._ignored
+            for name, v in info.requests:
+                if "/" in name and ignored(name):
+                    continue
+                r = index.get(name)
+                if r is None:
+                    r = t.resource(name)
+                fit_terms += (_FIXED + 2 * r, _FIXED + 2 * r + 1, v)
+                nfit += 1
+        reqs = dict(info.requests) if info.requests else {}
+        sc_terms: list[int] = []
+        nsc = 0
+        if plan.w_fit:
+            for ar, rr, kind, w in recipe.score:
+                v = info.nonzero_cpu if kind == _NZ_CPU else (
+                    info.nonzero_memory if kind == _NZ_MEM else reqs.get(kind, 0))
+                if v == 0 and kind not in _FIXED_KINDS:
+                    continue
+                sc_terms += (ar, rr, v, w)
+                nsc += 1
+        bal_terms: list[int] = []
+        nbal = 0
+        if plan.w_bal and not plan.bal.skipped(info):
+            for ar, rr, name in recipe.balanced:
+                v = reqs.get(name, 0)
+                if v == 0 and name not in _FIXED_KINDS:
+                    continue
+                bal_terms += (ar, rr, v)
+                nbal += 1
+        pv = [plan.strategy, plan.w_fit if nsc else 0, plan.w_bal if nbal else 0,
+              plan.w_norm, plan.w_rnorm, plan.w_plain, plan.flags, nfit, nsc, nbal]
+        pv += fit_terms
+        pv += sc_terms
+        pv += bal_terms
         shape.ports = plan.ports and bool(info.host_ports)
         shape.pv = np.array(pv, dtype=np.int64)
         return shape.pv
@@ -473,7 +552,7 @@ class Scheduler:
             out.append(Decision(key, None, fit_error_message(shape.profile, shape.info, t)))
             return
         node = t.names[row]
-        t.record_assumed((key,), (node,), usage)
+        t.record_assumed_one(key, node, usage)
         out.append(Decision(key, node, None))
 
     def _sample(self, shape: _Shape, sv: _Static, pv: np.ndarray, blocked: np.ndarray,

@@ -303,10 +303,12 @@ class NodeTable:
         u = self._usage_cache.get(pod)
         if u is not None:
             return u
-        pairs = [(POD_CNT, 1), (NZ_CPU, pod.nonzero_cpu), (NZ_MEM, pod.nonzero_memory)]
+        flat = [POD_CNT, 1, NZ_CPU, pod.nonzero_cpu, NZ_MEM, pod.nonzero_memory]
+        index = self.res_index
         for name, v in pod.requests:
-            pairs.append((req_row(self.resource(name)), v))
-        u = Usage(np.array(pairs, dtype=np.int64).reshape(-1, 2), pod.host_ports)
+            r = index.get(name)
+            flat += (req_row(self.resource(name) if r is None else r), v)
+        u = Usage(np.array(flat, dtype=np.int64).reshape(-1, 2), pod.host_ports)
         if len(self._usage_cache) > 4096:
             self._usage_cache.clear()
         self._usage_cache[pod] = u
@@ -360,6 +362,16 @@ class NodeTable:
         if rec.usage.host_ports:
             self._ports(rec.node, rec.usage, -1)
         return rec
+
+    def record_assumed_one(self, key: str, node: str, usage: Usage) -> None:
+        """``record_assumed`` for one pod."""
+        self.pods[key] = PodRecord(node, usage, True)
+        on = self.by_node.get(node)
+        if on is None:
+            on = self.by_node[node] = {}
+        on[key] = usage
+        if usage.host_ports:
+            self._ports(node, usage, 1)
 
     def record_assumed(self, keys: Iterable[str], nodes: Iterable[str], usage: Usage) -> None:
         """Bookkeeping for pods a kernel already charged (columns and log are done)."""

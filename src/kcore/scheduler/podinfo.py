@@ -263,9 +263,32 @@ def pod_requests(spec: dict, non_missing: bool = False) -> dict[str, int]:
 
 def pod_counts(spec: dict) -> tuple[dict[str, int], int, int]:
     """(requests, non-zero cpu, non-zero memory) of a pod spec, as the node table counts them."""
-    reqs = pod_requests(spec)
-    nz = pod_requests(spec, non_missing=True)
-    return reqs, nz.get("cpu", 0), nz.get("memory", 0)
+    if spec.get("initContainers") or spec.get("resources"):
+        reqs = pod_requests(spec)
+        nz = pod_requests(spec, non_missing=True)
+        return reqs, nz.get("cpu", 0), nz.get("memory", 0)
+    # common case, one pass: containers add up (+ overhead)
+    acc: dict[str, _Amount] = {}
+    nz_cpu = nz_mem = 0
+    for c in spec.get("containers") or ():
+        raw = ((c.get("resources") or {}).get("requests")) or {}
+        for k, v in raw.items():
+            if counted_resource(k):
+                acc[k] = acc.get(k, 0) + parse_nano(v)
+        nz_cpu += parse_nano(raw["cpu"]) if "cpu" in raw else _NON_MISSING["cpu"]
+        nz_mem += parse_nano(raw["memory"]) if "memory" in raw else _NON_MISSING["memory"]
+    overhead = spec.get("overhead")
+    if overhead:
+        for k, v in overhead.items():
+            if counted_resource(k):
+                q = parse_nano(v)
+                acc[k] = acc.get(k, 0) + q
+                if k == "cpu":
+                    nz_cpu += q
+                elif k == "memory":
+                    nz_mem += q
+    reqs = {k: -((-v) // (10**6 if k == "cpu" else NANO)) for k, v in acc.items()}
+    return reqs, -((-nz_cpu) // 10**6), -((-nz_mem) // NANO)
 
 
 def _requirements(exprs, field: bool) -> tuple[Requirement, ...]:

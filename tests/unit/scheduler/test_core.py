@@ -12,8 +12,8 @@ from kcore.scheduler.nodetable import POD_CNT
 from .conftest import make_node, make_pod
 
 
-def cluster(*nodes, seed=0, **kw):
-    s = Scheduler(seed=seed, **kw)
+def cluster(*nodes, seed=0, config=None, **kw):
+    s = Scheduler(config, seed=seed, **kw)
     for n in nodes:
         s.add_node(n)
     return s
@@ -215,3 +215,35 @@ def test_ties_are_seeded_and_uniform_enough(seed):
     again = cluster(*[make_node(f"n{i}") for i in range(4)], seed=seed)
     first = cluster(*[make_node(f"n{i}") for i in range(4)], seed=seed)
     assert again.schedule(make_pod("p", "1")) == first.schedule(make_pod("p", "1"))
+
+
+@pytest.mark.parametrize("config", [None, {"profiles": [{"pluginConfig": [
+    {"name": "NodeResourcesFit", "args": {"ignoredResources": ["example.com/skip"],
+                                          "scoringStrategy": {"resources": [
+        {"name": "cpu", "weight": 2}, {"name": "example.com/gpu", "weight": 3},
+        {"name": "ephemeral-storage", "weight": 1}, {"name": "pods", "weight": 9}]}}},
+    {"name": "NodeResourcesBalancedAllocation", "args": {"resources": [
+        {"name": "memory"}, {"name": "example.com/gpu"}, {"name": "cpu"}]}}]}]}])
+def test_compiled_terms_are_the_plugins_terms(config):
+    """The kernel vector holds exactly the terms the plugins define."""
+    s = cluster(make_node("a", extra={"example.com/gpu": "2"}), config=config)
+    prof = s.config.profiles[0]
+    fit = prof.plugin("NodeResourcesFit")
+    bal = prof.plugin("NodeResourcesBalancedAllocation")
+    pods = [make_pod("p"), make_pod("p", "1"), make_pod("p", "1", "1Gi"),
+            make_pod("p", "0", "0", extra={"example.com/gpu": "1", "example.com/skip": "3",
+                                           "ephemeral-storage": "1Gi"}),
+            make_pod("p", "250m", extra={"hugepages-2Mi": "4Mi"})]
+    for pod in pods:
+        shape = s._shape_of(pod["spec"])
+        pv = s._compile(shape).tolist()
+        nfit, nsc, nbal = pv[7], pv[8], pv[9]
+        terms = pv[10:]
+        want_fit = [x for t in fit.fit_terms(shape.info, s.table) for x in t]
+        want_sc = [x for t in fit.score_terms(shape.info, s.table) for x in t]
+        want_bal = [] if bal.skipped(shape.info) else [
+            x for t in bal.terms(shape.info, s.table) for x in t]
+        assert sorted(zip(*[iter(terms[:3 * nfit])] * 3)) == sorted(zip(*[iter(want_fit)] * 3))
+        assert terms[3 * nfit:3 * nfit + 4 * nsc] == want_sc
+        assert terms[3 * nfit + 4 * nsc:] == want_bal
+        assert nbal == len(want_bal) // 3
