@@ -204,6 +204,7 @@ class Knobs:
     churn: bool = False  # leaders crash and get cut off several times as often
     clock_skew: float = 0.15  # chance a member misses a tick: clocks drift apart
     delay: float = 0.03  # share of messages held back for up to 3 election timeouts
+    durable_app: float = 0.5  # share of crashes after which the application kept its state
     async_apply: float = 0.2  # share of Readies applied later, the node live meanwhile
 
 
@@ -223,6 +224,7 @@ class SimNode:
     joined_removed: frozenset[int] = frozenset()
     reads: dict[bytes, int] = field(default_factory=dict)  # ctx -> oracle commit at request
     pending: Ready | None = None  # persisted and sent, not yet applied/advanced
+    durable: tuple | None = None  # application state that survived a crash
 
     @property
     def alive(self) -> bool:
@@ -256,9 +258,9 @@ class Simulation:
             self._ready(node)
 
     # -- driver -------------------------------------------------------------------
-    def _config(self, nid: int) -> Config:
+    def _config(self, nid: int, applied: int = 0) -> Config:
         k = self.k
-        return Config(id=nid, election_tick=k.election_tick, heartbeat_tick=1,
+        return Config(id=nid, election_tick=k.election_tick, heartbeat_tick=1, applied=applied,
                       max_size_per_msg=k.max_size_per_msg, max_inflight_msgs=k.max_inflight,
                       max_committed_size_per_ready=k.max_committed_size,
                       pre_vote=k.pre_vote, check_quorum=k.check_quorum,
@@ -272,10 +274,18 @@ class Simulation:
         node.applied = snap.index
         node.conf = snap.conf_state
         node.reads = {}
-        node.rn = RawNode(self._config(node.id), node.disk)
+        applied = 0
+        if node.durable is not None and node.durable[0] > snap.index:
+            # the application kept its own state: raft resumes after it
+            node.applied, node.app_hash, node.conf, node.removed = node.durable
+            applied = node.applied
+        node.durable = None
+        node.rn = RawNode(self._config(node.id, applied), node.disk)
 
     def _crash(self, node: SimNode) -> None:
         self.stats["crashes"] += 1
+        if self.rng.random() < self.k.durable_app:
+            node.durable = (node.applied, node.app_hash, node.conf, node.removed)
         node.rn = None
         node.pending = None
 

@@ -653,3 +653,21 @@ def test_node_keeps_working_between_ready_and_advance():
     rn.advance(rd2)
     net.flush()
     assert net.values(2)[-2:] == [b"a", b"b"]
+
+
+def test_restart_with_applied_past_the_snapshot_keeps_later_membership():
+    net = elected()
+    net.propose(1, b"a")
+    compact(net, 2)
+    add(net, 1, 4, ConfChangeType.ADD_LEARNER_NODE)
+    net.propose(1, b"b")
+    applied = net.raft(2).log.applied
+    assert net.storage[2].snapshot().conf_state == ConfState((1, 2, 3))
+    net.cfg["applied"] = applied
+    net.restart(2)
+    r = net.raft(2)
+    assert r.log.applied == applied and net.nodes[2].ready().committed_entries == ()
+    assert r.tracker.conf_state() == ConfState((1, 2, 3), (4,))
+    net.cfg["applied"] = applied + 100  # beyond the persisted commit: capped
+    net.restart(2)
+    assert net.raft(2).log.applied == net.raft(2).log.committed

@@ -90,9 +90,12 @@ class Config:
     election_tick: int = 10
     heartbeat_tick: int = 1
     applied: int = 0
-    """Last applied index on restart; leave 0 (= the snapshot's index) unless
-    the application already holds every conf change up to `applied` in the
-    ConfState that storage returns."""
+    """On restart, the index the application has durably applied (0: the
+    snapshot's). Committed entries after it are handed out again; membership
+    changes up to it are re-read from the log. Capped at the persisted
+    commit: entries the application applied beyond that come out again and
+    must be skipped by index -- but a CONF_CHANGE entry must always reach
+    `apply_conf_change`, even when the application skips it."""
     max_size_per_msg: int = 1 << 20
     max_committed_size_per_ready: int = NO_LIMIT
     max_inflight_msgs: int = 256
@@ -224,8 +227,15 @@ class Raft:
             self.log.committed = hs.commit
             self.term = hs.term
             self.vote = hs.vote
-        if cfg.applied > 0:
-            self.log.applied_to(cfg.applied)
+        floor = self.log.applied
+        applied = min(cfg.applied, self.log.committed)
+        if applied > floor:
+            # The application is past the snapshot: those entries are not handed
+            # out again, so take their membership changes from the log here.
+            for e in self.log.slice(floor + 1, applied + 1):
+                if e.type == EntryType.CONF_CHANGE:
+                    self.apply_conf_change(ConfChange.decode(e.data))
+            self.log.applied_to(applied)
         self.become_follower(self.term, NONE)
 
     # -- state ------------------------------------------------------------------
