@@ -441,7 +441,7 @@ class Scheduler:
                 nsc += 1
         bal_terms: list[int] = []
         nbal = 0
-        if plan.w_bal and not plan.bal.skipped(info):
+        if plan.w_bal and any(reqs.get(name, 0) for name, _w in plan.bal.resources):
             for ar, rr, name in recipe.balanced:
                 v = reqs.get(name, 0)
                 if v == 0 and name not in _FIXED_KINDS:

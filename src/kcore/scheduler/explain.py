@@ -44,6 +44,11 @@ class Explanation:
             lines.append("filtered out:")
             for reason, count in sorted(self.filtered.items(), key=lambda kv: (-kv[1], kv[0])):
                 lines.append(f"  {count:>6}  {reason}")
+            shown = sorted(self.verdicts.items())[:10]
+            for node, (plugin, reasons) in shown:
+                lines.append(f"  {node}: {plugin}: {'; '.join(reasons)}")
+            if len(self.verdicts) > len(shown):
+                lines.append(f"  ... and {len(self.verdicts) - len(shown)} more node(s)")
         if self.message:
             lines.append(self.message)
         if self.top:

@@ -105,7 +105,6 @@ class NodeTable:
         self.log_base = 0
         self.max_alloc = 0
         self._order_dirty = False
-        self._usage_cache: dict[PodInfo, Usage] = {}
 
     # ---- resources and capacity ----------------------------------------------------
 
@@ -300,19 +299,12 @@ class NodeTable:
 
     def usage_for(self, pod: PodInfo) -> Usage:
         """The per-node charge of a pod (compiled against this table's resources)."""
-        u = self._usage_cache.get(pod)
-        if u is not None:
-            return u
         flat = [POD_CNT, 1, NZ_CPU, pod.nonzero_cpu, NZ_MEM, pod.nonzero_memory]
         index = self.res_index
         for name, v in pod.requests:
             r = index.get(name)
             flat += (req_row(self.resource(name) if r is None else r), v)
-        u = Usage(np.array(flat, dtype=np.int64).reshape(-1, 2), pod.host_ports)
-        if len(self._usage_cache) > 4096:
-            self._usage_cache.clear()
-        self._usage_cache[pod] = u
-        return u
+        return Usage(np.array(flat, dtype=np.int64).reshape(-1, 2), pod.host_ports)
 
     def _charge(self, row: int, usage: Usage, sign: int) -> None:
         p = usage.pairs
