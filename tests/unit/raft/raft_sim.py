@@ -507,6 +507,8 @@ class Simulation:
 
     def _partition(self, isolate_leader: bool = False) -> None:
         ids = [n.id for n in self.nodes.values() if not n.shutdown]
+        if len(ids) < 2:
+            return
         self.rng.shuffle(ids)
         lead = self.leader()
         if isolate_leader and lead is not None:
