@@ -309,10 +309,10 @@ class Scheduler:
         if t.cap > self._cap:
             self._alloc_scratch(t.cap)
         keys = [pod_key(p) for p in pods]
+        if len(set(keys)) != len(keys):
+            return [d for p in pods for d in self.schedule_many([p])]
         known = t.pods
         if known:
-            if len(set(keys)) != len(keys):
-                return [d for p in pods for d in self.schedule_many([p])]
             for key in keys:
                 if key in known:
                     t.remove_pod(key)       # a pod being scheduled is charged nowhere

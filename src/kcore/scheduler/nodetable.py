@@ -74,6 +74,10 @@ class PodRecord:
 
 
 class NodeTable:
+    #: change-log entries kept before old ones are dropped: max(LOG_KEEP, LOG_PER_NODE * n)
+    LOG_KEEP = 65536
+    LOG_PER_NODE = 8
+
     def __init__(self, capacity: int = 64) -> None:
         self.cap = max(8, capacity)
         self.n = 0
@@ -154,14 +158,14 @@ class NodeTable:
         self.log_len += 1
 
     def ensure_log(self, extra: int) -> None:
-        """Room for ``extra`` more entries; a long log is dropped (readers then rebuild)."""
-        if self.log_len + extra <= len(self.log):
-            return
-        if self.log_len > max(65536, 8 * self.n):
+        """Room for ``extra`` more entries. A long log is dropped first: readers
+        synced to its end lose nothing, older readers rebuild (``seq`` stays
+        absolute, so they can tell)."""
+        if self.log_len > max(self.LOG_KEEP, self.LOG_PER_NODE * self.n):
             self.log_base += self.log_len
             self.log_len = 0
-            if extra <= len(self.log):
-                return
+        if self.log_len + extra <= len(self.log):
+            return
         size = len(self.log)
         while size < self.log_len + extra:
             size *= 2

@@ -248,6 +248,8 @@ def run(sc: dict) -> None:
                 pods.append({"metadata": {"name": f"p{serial}", "namespace": "ns",
                                           "uid": f"u{serial}"},
                              "spec": copy.deepcopy(sc["templates"][o[1]])})
+            if o[2] == 5 and placed:          # reschedule a known pod within the batch
+                pods.insert(1, placed[-1][0])
             got = fast.schedule_many(pods)
             want = [ref.schedule(p) for p in pods]
             assert got == want, f"step {step}: {o}"
@@ -422,3 +424,42 @@ def test_recurring_shapes_random():
                 fast.update_node(node)
                 ref.update_node(node)
         assert usage_of(fast) == usage_ref(ref)
+
+
+def test_many_taints_dropped_log_and_repeated_pods(monkeypatch):
+    """Taint bitsets wider than one word, a change log short enough to be
+    dropped (cached shapes then rebuild), and a batch naming the same pod twice."""
+    import random
+
+    from kcore.scheduler.nodetable import NodeTable
+
+    from .conftest import make_pod
+    monkeypatch.setattr(NodeTable, "LOG_KEEP", 8)
+    monkeypatch.setattr(NodeTable, "LOG_PER_NODE", 1)
+    rnd = random.Random(3)
+    nodes = []
+    for i in range(24):
+        taints = [{"key": f"t{(i * 7 + j) % 90}", "value": str(j % 2),
+                   "effect": ["NoSchedule", "PreferNoSchedule"][j % 2]} for j in range(6)]
+        nodes.append(make_node(f"n{i:02d}", cpu="8", pods="40", taints=taints))
+    fast = Scheduler(seed=4, cache_after=1)
+    ref = ReferenceScheduler(seed=4)
+    for n in nodes:
+        fast.add_node(n)
+        ref.add_node(n)
+    assert len(fast.table.taints) > 64
+    tol = [{"key": f"t{k}", "operator": "Exists"} for k in range(0, 90, 1) if k % 3]
+    shapes = [{"tolerations": tol}, {"tolerations": tol[:40]},
+              {"tolerations": [{"operator": "Exists", "effect": "NoSchedule"}]}]
+    serial = 0
+    for _round in range(10):
+        batch = []
+        for _ in range(rnd.randint(1, 4)):
+            extra = rnd.choice(shapes)
+            for _ in range(rnd.randint(1, 15)):
+                serial += 1
+                batch.append(make_pod(f"p{serial}", "100m", "64Mi", **extra))
+        batch.append(batch[0])                 # the same pod again, later in the batch
+        assert fast.schedule_many(batch) == [ref.schedule(p) for p in batch]
+    assert fast.table.log_base > 0
+    assert usage_of(fast) == usage_ref(ref)
