@@ -303,19 +303,34 @@ class Scheduler:
         return self.schedule_many([pod])[0]
 
     def schedule_many(self, pods: list[dict]) -> list[Decision]:
-        """One scheduling cycle per pod, in order; each sees the previous ones' placements."""
+        """One scheduling cycle per pod, in order; each sees the previous ones' placements.
+
+        A pod the cache already holds (assumed or bound) is un-charged right
+        before its own cycle, exactly as if the pods were scheduled one by one."""
         t = self.table
         t.prepare()
         if t.cap > self._cap:
             self._alloc_scratch(t.cap)
         keys = [pod_key(p) for p in pods]
-        if len(set(keys)) != len(keys):
-            return [d for p in pods for d in self.schedule_many([p])]
         known = t.pods
-        if known:
-            for key in keys:
-                if key in known:
-                    t.remove_pod(key)       # a pod being scheduled is charged nowhere
+        if len(set(keys)) == len(keys) and not (known and any(k in known for k in keys)):
+            return self._schedule_batch(pods, keys)
+        out: list[Decision] = []
+        i = 0
+        while i < len(pods):
+            seg: set[str] = set()
+            j = i
+            while j < len(pods) and keys[j] not in known and keys[j] not in seg:
+                seg.add(keys[j])
+                j += 1
+            if j == i:
+                t.remove_pod(keys[i])         # a pod being scheduled is charged nowhere
+                j = i + 1
+            out += self._schedule_batch(pods[i:j], keys[i:j])
+            i = j
+        return out
+
+    def _schedule_batch(self, pods: list[dict], keys: list[str]) -> list[Decision]:
         shapes = [self._shape_of(p.get("spec") or {}) for p in pods]
         out: list[Decision] = []
         i, total = 0, len(pods)
