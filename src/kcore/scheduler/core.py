@@ -313,7 +313,7 @@ class Scheduler:
             self._alloc_scratch(t.cap)
         keys = [pod_key(p) for p in pods]
         known = t.pods
-        if len(set(keys)) == len(keys) and not (known and any(k in known for k in keys)):
+        if len(set(keys)) == len(keys) and known.keys().isdisjoint(keys):
             return self._schedule_batch(pods, keys)
         out: list[Decision] = []
         i = 0

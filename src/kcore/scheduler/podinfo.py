@@ -179,8 +179,9 @@ def _freeze(obj):
     return obj
 
 
-_SHAPE_FIELDS = ("initContainers", "overhead", "nodeSelector", "affinity", "tolerations",
-                 "nodeName", "schedulerName", "preemptionPolicy", "resources")
+_SHAPE_FIELDS = frozenset(("initContainers", "overhead", "nodeSelector", "affinity",
+                           "tolerations", "nodeName", "schedulerName", "preemptionPolicy",
+                           "resources"))
 
 
 def shape_key(spec: dict) -> tuple:
@@ -198,9 +199,8 @@ def shape_key(spec: dict) -> tuple:
         ports = c.get("ports")
         if ports:
             parts.append(_freeze(ports))
-    for f in _SHAPE_FIELDS:
-        v = spec.get(f)
-        if v:
+    for f, v in spec.items():
+        if v and f in _SHAPE_FIELDS:
             parts.append((f, _freeze(v)))
     return tuple(parts)
 
