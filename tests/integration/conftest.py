@@ -40,13 +40,16 @@ class Member:
     """One `kcore etcd` process; restartable on the same data dir and ports."""
 
     def __init__(self, data_dir: str, name: str = "m1", extra: list[str] | None = None,
-                 scheme: str = "http"):
+                 scheme: str = "http", peer_scheme: str = "http"):
         self.data_dir = data_dir
         self.name = name
         self.client_port = free_port()
         self.peer_port = free_port()
         self.extra = list(extra or [])
         self.scheme = scheme
+        self.peer_scheme = peer_scheme
+        self.initial_cluster: str | None = None   # set by Cluster
+        self.state = "new"
         self.proc: subprocess.Popen | None = None
         self.log_path = os.path.join(os.path.dirname(data_dir.rstrip("/")) or ".",
                                      f"{name}.log")
@@ -59,15 +62,21 @@ class Member:
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
+    @property
+    def peer_url(self) -> str:
+        return f"{self.peer_scheme}://127.0.0.1:{self.peer_port}"
+
     def args(self) -> list[str]:
-        peer = f"http://127.0.0.1:{self.peer_port}"
+        peer = self.peer_url
         return [sys.executable, "-m", "kcore.cli.main", "etcd", "--name", self.name,
                 "--data-dir", self.data_dir,
                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", f"{self.name}={peer}", *self.extra]
+                "--initial-cluster", self.initial_cluster or f"{self.name}={peer}",
+                "--initial-cluster-state", self.state, *self.extra]
 
     def start(self, wait: bool = True) -> "Member":
+        os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.args(), stdout=self.logf, stderr=subprocess.STDOUT)
         if wait:
@@ -100,6 +109,38 @@ class Member:
                 self.proc.wait(10)
         if getattr(self, "logf", None):
             self.logf.close()
+
+
+class Cluster:
+    """N `kcore etcd` members on loopback sharing one --initial-cluster."""
+
+    def __init__(self, root: str, n: int = 3, extra: list[str] | None = None,
+                 peer_scheme: str = "http"):
+        self.root = root
+        self.extra = list(extra or [])
+        self.members = [Member(os.path.join(root, f"m{i}"), name=f"m{i}", extra=self.extra,
+                               peer_scheme=peer_scheme) for i in range(1, n + 1)]
+        ic = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        for m in self.members:
+            m.initial_cluster = ic
+
+    @property
+    def endpoints(self) -> str:
+        return ",".join(m.endpoint for m in self.members if m.proc and m.proc.poll() is None)
+
+    def start(self) -> "Cluster":
+        for m in self.members:
+            m.start(wait=False)
+        for m in self.members:
+            wait_port(m.client_port, m.proc)
+        return self
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.stop()
+
+    def by_name(self, name: str) -> Member:
+        return next(m for m in self.members if m.name == name)
 
 
 @pytest.fixture

@@ -37,6 +37,8 @@ def member_flags(prog: str) -> FlagSet:
     a("initial-cluster-state", "str", "new", "initial cluster state ('new' or 'existing')")
     a("force-new-cluster", "bool", False, "force to create a new one-member cluster")
     a("snapshot-count", "int", 100000, "committed transactions to trigger a snapshot")
+    a("experimental-snapshot-catchup-entries", "int", 5000,
+      "entries kept after a snapshot for slow followers")
     a("quota-backend-bytes", "int", 0, "raise alarms when the backend exceeds this size")
     a("max-request-bytes", "int", 1536 * 1024, "maximum client request size in bytes")
     a("max-txn-ops", "int", 128, "maximum operations in one transaction")
@@ -74,6 +76,7 @@ def config_from_flags(o) -> "ServerConfig":
         initial_cluster=o.initial_cluster, initial_cluster_token=o.initial_cluster_token,
         initial_cluster_state=o.initial_cluster_state, force_new_cluster=o.force_new_cluster,
         snapshot_count=o.snapshot_count,
+        snapshot_catchup_entries=o.experimental_snapshot_catchup_entries,
         quota_backend_bytes=o.quota_backend_bytes or (2 << 30),
         max_request_bytes=o.max_request_bytes, max_txn_ops=o.max_txn_ops,
         heartbeat_interval_ms=o.heartbeat_interval, election_timeout_ms=o.election_timeout,
@@ -134,13 +137,20 @@ async def serve(cfg) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    waiters = [loop.create_task(stop.wait()), loop.create_task(server.removed_event.wait())]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for w in waiters:
+        w.cancel()
+    code = 0
+    if server.removed_event.is_set() and not stop.is_set():
+        log.error("the member has been permanently removed from the cluster; exiting")
+        code = 1
     log.info("stopping")
     sd_notify("STOPPING=1")
     for fe in frontends:
         await fe.stop(1.0)
     await server.stop()
-    return 0
+    return code
 
 
 async def start_frontend(server, url: str):

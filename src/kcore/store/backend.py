@@ -53,6 +53,9 @@ class Backend:
     def get_meta(self, txn: lmdb.Transaction, name: bytes) -> bytes | None:
         return txn.get(name, db=self.meta)
 
+    def put_meta(self, txn: lmdb.Transaction, name: bytes, value: bytes) -> None:
+        txn.put(name, value, db=self.meta)
+
     # -- sizes, sync, copies ---------------------------------------------------------
     def size(self) -> int:
         """Bytes of the file on disk (etcd's dbSize)."""

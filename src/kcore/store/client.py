@@ -132,6 +132,7 @@ _LOCAL = {
     "Range": "range", "Put": "put", "DeleteRange": "delete_range", "Txn": "txn",
     "Compact": "compact", "LeaseGrant": "lease_grant", "LeaseRevoke": "lease_revoke",
     "LeaseTimeToLive": "lease_time_to_live", "Status": "status", "MemberList": "member_list",
+    "MemberAdd": "member_add", "MemberRemove": "member_remove",
 }
 
 
@@ -146,7 +147,7 @@ class LocalTransport:
 
     async def keep_alive_once(self, lease_id: int) -> int:
         try:
-            return self.server.lease_renew(lease_id)
+            return await self.server.lease_renew(lease_id)
         except errors.LeaseNotFound:
             return 0
 

@@ -23,6 +23,7 @@ class ServerConfig:
     force_new_cluster: bool = False
     snapshot_count: int = 100_000
     wal_segment_bytes: int = 64 * 1024 * 1024
+    snapshot_catchup_entries: int = 5000    # log kept after a snapshot for slow followers
     quota_backend_bytes: int = 2 << 30
     max_request_bytes: int = 1536 * 1024
     max_txn_ops: int = 128

@@ -16,22 +16,26 @@ import hashlib
 import json
 import logging
 import os
+import ssl
 import tempfile
 import time
 from typing import AsyncIterator
 
 from kcore.durations import parse_duration
-from kcore.store import errors, snapfile
+from kcore.store import bootstrap, errors, snapfile
 from kcore.store.apply import (Alarms, Applied, Applier, check_put_request,
                                check_txn_request, range_response)
-from kcore.store.backend import Backend
-from kcore.store.config import ServerConfig, cluster_id, member_id
+from kcore.store.backend import DB_FILE, Backend
+from kcore.store.config import ServerConfig, check_url, member_id
 from kcore.store.lease import Lessor
 from kcore.store.mvcc import MVCC, Change
+from kcore.store.raft.messages import (ConfChange, ConfChangeType, ConfState, EntryType,
+                                       Snapshot, SoftState)
+from kcore.store.raft.node import NodeConfig, RaftNode
+from kcore.store.raft.transport import PeerTransport
 from kcore.store.rpc.pb import rpc_pb2 as pb
 from kcore.store.rpc.pb.internal_pb2 import InternalRequest
-from kcore.store.sololog import SoloLog
-from kcore.store.wal import WAL, Entry, WalSnapshot
+from kcore.store.wal import WAL, WalSnapshot
 from kcore.store.watch import WatchHub
 
 log = logging.getLogger(__name__)
@@ -64,7 +68,6 @@ class EtcdServer:
         self.cfg = cfg
         self.member_id = 0
         self.cluster_id = 0
-        self.term = 0
         self.applied_index = 0
         self.snapshot_index = 0
         self.started = asyncio.Event()
@@ -75,76 +78,148 @@ class EtcdServer:
         self._lock_fd: int | None = None
         self._snapshotting = False
         self._db_in_use = 0
-        self.log: SoloLog | None = None
+        self.node: RaftNode | None = None
+        self.transport: PeerTransport | None = None
+        self.conf_state = ConfState()
+        self.removed: set[int] = set()
+        self.peer_ports: list[int] = []
+        self._leader_client = None
         self.stopped = False
+        self.removed_event = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle --
+    @property
+    def term(self) -> int:
+        return self.node.term if self.node is not None else 0
+
+    @property
+    def log(self):  # the old name, kept for callers that run work on the WAL thread
+        return self.node
+
     async def start(self) -> None:
         cfg = self.cfg
         os.makedirs(cfg.member_dir, exist_ok=True)
         self._lock_data_dir()
-        members = cfg.cluster_members()
-        if len(members) > 1:
-            raise SystemExit("kcore etcd: a multi-member --initial-cluster needs the raft "
-                             "transport, which this build does not have yet")
-        self.backend = Backend(cfg.snap_dir)
-        self.mvcc = MVCC(self.backend)
-        self.lessor = Lessor(self.backend, min_ttl=cfg.min_lease_ttl)
-        self.alarms = Alarms(self.backend)
-        self.applier = Applier(self.mvcc, self.lessor, self.alarms)
-        self.hub = WatchHub(self.mvcc)
-        for key, rec in self.mvcc.index.records.items():
-            if rec.alive and rec.lease:
-                self.lessor.attach(rec.lease, key)
-
-        snap = snapfile.load_newest(cfg.snap_dir)
-        wsnap = WalSnapshot(snap[1], snap[0]) if snap else WalSnapshot()
+        client_ssl, server_ssl = self._peer_ssl()
         if WAL.exists(cfg.wal_dir):
-            wal = WAL.open(cfg.wal_dir, wsnap, segment_bytes=cfg.wal_segment_bytes)
-            metadata, hs, entries = wal.read_all()
-            meta = json.loads(metadata.decode())
-            self.member_id, self.cluster_id = meta["member_id"], meta["cluster_id"]
-            self.term = hs.term
+            boot = bootstrap.restart(cfg)
+            self._finish_snapshot_install(boot.snapshot)
+        elif cfg.initial_cluster_state == "existing":
+            boot = await bootstrap.join_cluster(cfg, client_ssl)
         else:
-            self.member_id = member_id(cfg.initial_advertise_peer_urls, cfg.initial_cluster_token)
-            self.cluster_id = cluster_id([self.member_id])
-            meta = {"member_id": self.member_id, "cluster_id": self.cluster_id}
-            wal = WAL.create(cfg.wal_dir, json.dumps(meta).encode(),
-                             segment_bytes=cfg.wal_segment_bytes)
-            entries = []
+            boot = bootstrap.new_cluster(cfg)
+        self.member_id, self.cluster_id = boot.member_id, boot.cluster_id
+        self._open_state()
+        if boot.members:
             with self.backend.begin_write() as txn:
+                for m in boot.members:
+                    txn.put(m.ID.to_bytes(8, "big"), m.SerializeToString(),
+                            db=self.backend.members)
                 self.backend.put_u64(txn, _META_CLUSTER_ID, self.cluster_id)
                 self.backend.put_u64(txn, _META_MEMBER_ID, self.member_id)
-        self._write_self_member(force=cfg.force_new_cluster)
-        with self.backend.begin_read() as txn:
-            consistent = self.backend.get_u64(txn, _META_CONSISTENT_INDEX)
-        self.snapshot_index = wsnap.index
-        replay = [e for e in entries if e.index > consistent]
-        self.applied_index = consistent
-        if replay:
-            log.info("replaying %d WAL entries (%d..%d)", len(replay), replay[0].index,
-                     replay[-1].index)
-            self._apply_entries(replay)
-        last_index = max([consistent, wsnap.index] + [e.index for e in entries])
-        self.applied_index = max(self.applied_index, last_index)
-        self.term += 1  # this start is a new term, as a one-member etcd elects itself
-        self.log = SoloLog(wal, self.term, last_index, self.member_id, self._apply_entries)
-        self.log.start()
-        # a new leader's first entry: an empty one of its term (persists the term)
-        self.log.propose(InternalRequest(noop=True).SerializeToString())
-        self.lessor.promote()
+        self.removed = self._load_removed()
+        self.snapshot_index = boot.snapshot.index
+        self.conf_state = boot.snapshot.conf_state
+        self.applied_index = self._consistent_index()
+        if cfg.force_new_cluster and not boot.new:
+            self._apply_committed_before_force(boot)
+            boot = bootstrap.force_new_cluster(cfg, boot, self.applied_index)
+            self.snapshot_index = boot.snapshot.index
+            self.conf_state = boot.snapshot.conf_state
+            with self.backend.begin_write() as txn:
+                for m in self.members():
+                    if m.ID != self.member_id:
+                        txn.delete(m.ID.to_bytes(8, "big"), db=self.backend.members)
+        self._refresh_self_member()
+
+        self.transport = PeerTransport(self.member_id, self.cluster_id, self, cfg.snap_dir,
+                                       server_ssl=server_ssl, client_ssl=client_ssl)
+        for url in cfg.listen_peer_urls:
+            self.peer_ports.append(await self.transport.listen(url))
+        hb = cfg.heartbeat_interval_ms / 1000.0
+        self.node = RaftNode(
+            NodeConfig(id=self.member_id, heartbeat_s=hb,
+                       election_ticks=max(2, cfg.election_timeout_ms // cfg.heartbeat_interval_ms)),
+            boot.storage, boot.wal, self, self.transport, applied=boot.snapshot.index)
+        if boot.bootstrap_peers:
+            self.node.bootstrap(boot.bootstrap_peers)
+        self.transport.set_peers(self._peer_urls())
         self._db_in_use = self.backend.size_in_use()
         self.idgen = IdGenerator(self.member_id)
+        self.node.start()
         loop = asyncio.get_running_loop()
         self._tasks += [loop.create_task(self._lease_loop()),
                         loop.create_task(self._progress_loop()),
-                        loop.create_task(self._timeout_loop())]
+                        loop.create_task(self._timeout_loop()),
+                        loop.create_task(self._publish_loop())]
         comp = self._auto_compaction_task()
         if comp is not None:
             self._tasks.append(loop.create_task(comp))
         self.started.set()
-        log.info("member %x of cluster %x serving at term %d, revision %d", self.member_id,
-                 self.cluster_id, self.term, self.mvcc.rev)
+        log.info("member %x of cluster %x started (revision %d, applied index %d)",
+                 self.member_id, self.cluster_id, self.mvcc.rev, self.applied_index)
+
+    def _open_state(self) -> None:
+        self.backend = Backend(self.cfg.snap_dir)
+        self.mvcc = MVCC(self.backend)
+        self.lessor = Lessor(self.backend, min_ttl=self.cfg.min_lease_ttl)
+        self.alarms = Alarms(self.backend)
+        self.applier = Applier(self.mvcc, self.lessor, self.alarms)
+        if getattr(self, "hub", None) is None:
+            self.hub = WatchHub(self.mvcc)
+        for key, rec in self.mvcc.index.records.items():
+            if rec.alive and rec.lease:
+                self.lessor.attach(rec.lease, key)
+
+    def _consistent_index(self) -> int:
+        with self.backend.begin_read() as txn:
+            return self.backend.get_u64(txn, _META_CONSISTENT_INDEX)
+
+    def _finish_snapshot_install(self, snap: Snapshot) -> None:
+        """A crash between receiving a snapshot and installing it leaves its database
+        next to the old one: install it now."""
+        path = os.path.join(self.cfg.snap_dir, f"{snap.index:016x}.snap.db")
+        if snap.index and os.path.exists(path):
+            b = Backend(self.cfg.snap_dir)
+            try:
+                with b.begin_read() as txn:
+                    behind = b.get_u64(txn, _META_CONSISTENT_INDEX) < snap.index
+            finally:
+                b.close()
+            if behind:
+                _replace_db(self.cfg.snap_dir, path)
+            else:
+                os.unlink(path)
+
+    def _apply_committed_before_force(self, boot) -> None:
+        st = boot.storage
+        commit = st.hard_state.commit
+        lo = max(self.applied_index, boot.snapshot.index) + 1
+        if commit >= lo:
+            ents = [e for e in st.entries(lo, commit + 1) if e.type == EntryType.NORMAL]
+            if ents:
+                self.apply(ents)
+            self.applied_index = commit
+
+    def _peer_ssl(self):
+        cfg = self.cfg
+        if not (cfg.peer_cert_file and cfg.peer_key_file):
+            return None, None
+        srv = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        srv.load_cert_chain(cfg.peer_cert_file, cfg.peer_key_file)
+        cli = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        cli.load_cert_chain(cfg.peer_cert_file, cfg.peer_key_file)
+        if cfg.peer_trusted_ca_file:
+            srv.load_verify_locations(cfg.peer_trusted_ca_file)
+            cli.load_verify_locations(cfg.peer_trusted_ca_file)
+        else:
+            cli.load_default_certs()
+        if cfg.peer_client_cert_auth:
+            if not cfg.peer_trusted_ca_file:
+                raise SystemExit("kcore etcd: --peer-client-cert-auth needs "
+                                 "--peer-trusted-ca-file")
+            srv.verify_mode = ssl.CERT_REQUIRED
+        return cli, srv
 
     def _lock_data_dir(self) -> None:
         path = os.path.join(self.cfg.member_dir, ".lock")
@@ -157,16 +232,34 @@ class EtcdServer:
                              "another process") from None
         self._lock_fd = fd
 
-    def _write_self_member(self, force: bool) -> None:
+    def _refresh_self_member(self) -> None:
+        """This member's own attributes as given by the flags it started with."""
         cfg = self.cfg
-        m = pb.Member(ID=self.member_id, name=cfg.name,
-                      peerURLs=cfg.initial_advertise_peer_urls,
-                      clientURLs=cfg.advertise_client_urls)
         with self.backend.begin_write() as txn:
-            if force:
-                txn.drop(self.backend.members, delete=False)
-            txn.put(self.member_id.to_bytes(8, "big"), m.SerializeToString(),
-                    db=self.backend.members)
+            raw = txn.get(self.member_id.to_bytes(8, "big"), db=self.backend.members)
+            m = pb.Member.FromString(raw) if raw else pb.Member(
+                ID=self.member_id, peerURLs=cfg.initial_advertise_peer_urls)
+            self._wanted_attrs = (cfg.name, list(cfg.advertise_client_urls))
+            if not m.name:
+                m.name = cfg.name
+                del m.clientURLs[:]
+                m.clientURLs.extend(cfg.advertise_client_urls)
+                txn.put(self.member_id.to_bytes(8, "big"), m.SerializeToString(),
+                        db=self.backend.members)
+
+    async def _publish_loop(self) -> None:
+        """Make this member's name and client URLs known to the cluster through the
+        log, as an etcd member publishes its attributes each time it starts."""
+        name, urls = self._wanted_attrs
+        m = pb.Member(ID=self.member_id, name=name, clientURLs=urls)
+        while True:
+            if self.node.leader:
+                try:
+                    await self._propose(InternalRequest(member_attr=m))
+                    return
+                except errors.StoreError:
+                    pass
+            await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
         if self.stopped:
@@ -179,9 +272,13 @@ class EtcdServer:
                 await t
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
-        if self.log is not None:
-            await self.log.stop()
-            self.log.wal.close()
+        if self.transport is not None:
+            await self.transport.stop()
+        if self.node is not None:
+            await self.node.stop()
+            self.node.wal.close()
+        if self._leader_client is not None:
+            await self._leader_client.close()
         for fut, _ in self._inflight.values():
             if not fut.done():
                 fut.set_exception(errors.Stopped())
@@ -202,26 +299,43 @@ class EtcdServer:
         h.revision = self.mvcc.rev if rev is None else rev
         return resp
 
-    async def _propose(self, ireq: InternalRequest, size_hint: int = 0) -> Applied:
-        if self.stopped or self.log is None:
+    def _check_running(self) -> None:
+        if self.stopped or self.node is None:
             raise errors.Stopped()
-        if self.log.fatal is not None:
+        if self.node.fatal is not None:
             raise errors.Stopped()
+        if self.removed_event.is_set():
+            raise errors.Stopped("etcdserver: the member has been permanently removed "
+                                 "from the cluster")
+
+    async def _propose(self, ireq: InternalRequest) -> Applied:
+        self._check_running()
         ireq.ID = self.idgen.next()
         data = ireq.SerializeToString()
         if len(data) > self.cfg.max_request_bytes:
             raise errors.RequestTooLarge()
         fut = asyncio.get_running_loop().create_future()
-        index = self.log.propose(data)
-        self._inflight[index] = (fut, ireq)
+        self._inflight[ireq.ID] = (fut, ireq)
         self._deadlines.append((time.monotonic() + REQUEST_TIMEOUT, fut))
-        applied = await fut
+        self.node.propose(data)
+        try:
+            applied = await fut
+        finally:
+            self._inflight.pop(ireq.ID, None)
         if applied.error is not None:
             raise applied.error
         return applied
 
+    async def _linearizable(self) -> None:
+        """Wait until this member has applied everything committed before now."""
+        self._check_running()
+        try:
+            await asyncio.wait_for(self.node.read_barrier(), REQUEST_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise errors.Timeout() from None
+
     async def _timeout_loop(self) -> None:
-        """Fail proposals not applied within REQUEST_TIMEOUT (the log is stuck), as
+        """Fail proposals not applied within REQUEST_TIMEOUT (no leader, partition), as
         etcd answers 'request timed out'. One sweep instead of a timer per request."""
         dq = self._deadlines
         while True:
@@ -230,48 +344,147 @@ class EtcdServer:
             while dq and (dq[0][1].done() or dq[0][0] <= now):
                 _, fut = dq.popleft()
                 if not fut.done():
-                    fut.set_exception(errors.Timeout())
+                    fut.set_exception(errors.Timeout() if self.node.leader
+                                      else errors.NoLeader())
 
-    def _apply_entries(self, entries: list[Entry]) -> None:
-        """Apply committed entries in one backend transaction, then answer and notify."""
-        results: list[tuple[asyncio.Future | None, Applied]] = []
+    # ------------------------------------------------------------------ state machine
+    def apply(self, entries) -> None:
+        """Apply committed entries in one backend transaction, then answer and notify.
+        Entries the backend already holds (index <= its consistent index) are skipped:
+        a restart or a received snapshot may deliver them again."""
+        results: list[tuple[asyncio.Future, Applied]] = []
         changes: list[Change] = []
         inflight = self._inflight
+        done = self.applied_index
         with self.backend.begin_write() as txn:
             for e in entries:
-                w = inflight.pop(e.index, None)
-                ireq = w[1] if w is not None else InternalRequest.FromString(e.data)
-                res = self.applier.apply(txn, ireq)
-                if res.changes:
-                    changes.extend(res.changes)
-                results.append((w[0] if w is not None else None, res))
-            self.applied_index = entries[-1].index
-            self.backend.put_u64(txn, _META_CONSISTENT_INDEX, self.applied_index)
+                if e.index <= done:
+                    continue
+                data = e.data
+                if data:
+                    rid = _request_id(data)
+                    w = inflight.get(rid)
+                    ireq = w[1] if w is not None else InternalRequest.FromString(data)
+                    if ireq.HasField("member_attr"):
+                        self._apply_member_attr(txn, ireq.member_attr)
+                        res = Applied(None, rev=self.mvcc.rev)
+                    else:
+                        res = self.applier.apply(txn, ireq)
+                    if res.changes:
+                        changes.extend(res.changes)
+                    if w is not None:
+                        results.append((w[0], res))
+                done = e.index
+            if done == self.applied_index:
+                return
+            self.applied_index = done
+            self.backend.put_u64(txn, _META_CONSISTENT_INDEX, done)
         rev = self.mvcc.rev
         if changes:
             self.hub.notify(changes, rev)
         for fut, res in results:
-            if fut is not None and not fut.done():
+            if not fut.done():
                 fut.set_result(res)
         self._db_in_use = self.backend.size_in_use()
-        if (self.log is not None and not self._snapshotting
-                and self.applied_index - self.snapshot_index >= self.cfg.snapshot_count):
-            self._trigger_snapshot()
+        self._maybe_snapshot()
 
-    def _trigger_snapshot(self) -> None:
-        index, term = self.applied_index, self.term
-        payload = self._members_payload()
+    def apply_conf_change(self, entry, cc: ConfChange, cs: ConfState) -> None:
+        self.conf_state = cs
+        key = cc.node_id.to_bytes(8, "big")
+        with self.backend.begin_write() as txn:
+            if cc.type == ConfChangeType.REMOVE_NODE:
+                txn.delete(key, db=self.backend.members)
+                self.removed.add(cc.node_id)
+                self.backend.put_meta(txn, b"removed", json.dumps(sorted(self.removed)).encode())
+            else:
+                raw = txn.get(key, db=self.backend.members)
+                m = pb.Member.FromString(raw) if raw else pb.Member(ID=cc.node_id)
+                if cc.context:
+                    ctx = json.loads(cc.context)
+                    del m.peerURLs[:]
+                    m.peerURLs.extend(ctx.get("peerURLs", []))
+                m.isLearner = cc.type == ConfChangeType.ADD_LEARNER_NODE
+                txn.put(key, m.SerializeToString(), db=self.backend.members)
+            if entry.index > self.applied_index:
+                self.applied_index = entry.index
+                self.backend.put_u64(txn, _META_CONSISTENT_INDEX, entry.index)
+        if cc.type == ConfChangeType.REMOVE_NODE and cc.node_id == self.member_id:
+            log.warning("this member was removed from the cluster; shutting down")
+            self.removed_event.set()
+        self.transport.set_peers(self._peer_urls())
+
+    def _apply_member_attr(self, txn, attr: pb.Member) -> None:
+        key = attr.ID.to_bytes(8, "big")
+        raw = txn.get(key, db=self.backend.members)
+        if raw is None:
+            return
+        m = pb.Member.FromString(raw)
+        m.name = attr.name
+        del m.clientURLs[:]
+        m.clientURLs.extend(attr.clientURLs)
+        txn.put(key, m.SerializeToString(), db=self.backend.members)
+
+    def restore(self, snap: Snapshot) -> None:
+        """Install a snapshot received from the leader: its database replaces ours."""
+        path = os.path.join(self.cfg.snap_dir, f"{snap.index:016x}.snap.db")
+        if not os.path.exists(path):
+            raise RuntimeError(f"snapshot database for index {snap.index} is missing")
+        self.backend.close()
+        _replace_db(self.cfg.snap_dir, path)
+        self._open_state()
+        self.hub.restore(self.mvcc)
+        self.conf_state = snap.conf_state
+        self.applied_index = max(self._consistent_index(), snap.index)
+        self.snapshot_index = snap.index
+        self.removed = self._load_removed()
+        if self.node is not None and self.node.is_leader():
+            self.lessor.promote()
+        self.transport.set_peers(self._peer_urls())
+        log.info("installed snapshot at index %d (revision %d)", snap.index, self.mvcc.rev)
+
+    def save_snapshot_file(self, snap: Snapshot) -> None:
+        bootstrap.save_snapshot(self.cfg.snap_dir, snap)
+
+    def on_soft_state(self, ss: SoftState, term: int) -> None:
+        if ss.leader == self.member_id:
+            self.lessor.promote()
+            log.info("%x became leader at term %d", self.member_id, term)
+        else:
+            if self.lessor.primary:
+                self.lessor.demote()
+            if ss.leader:
+                log.info("%x elected leader %x at term %d", self.member_id, ss.leader, term)
+            else:
+                log.info("%x lost its leader at term %d", self.member_id, term)
+        if self._leader_client is not None:
+            asyncio.get_running_loop().create_task(self._leader_client.close())
+            self._leader_client = None
+
+    def _maybe_snapshot(self) -> None:
+        if (self._snapshotting or self.node is None
+                or self.applied_index - self.snapshot_index < self.cfg.snapshot_count):
+            return
+        index = self.node.applied if self.node.applied >= self.applied_index \
+            else self.applied_index
+        index = min(index, self.node.storage.last_index())
+        if index <= self.snapshot_index:
+            return
+        storage = self.node.storage
+        snap = storage.create_snapshot(index, self.conf_state, b"")
+        compact_to = index - self.cfg.snapshot_catchup_entries
+        if compact_to > storage.first_index():
+            storage.compact(compact_to)
         self._snapshotting = True
-        wal, backend, snap_dir = self.log.wal, self.backend, self.cfg.snap_dir
+        wal, backend, snap_dir = self.node.wal, self.backend, self.cfg.snap_dir
 
         def work() -> None:
             backend.sync()   # the state up to `index` is on disk before the WAL forgets it
-            snapfile.save(snap_dir, term, index, payload)
-            wal.save_snapshot(WalSnapshot(index, term))
-            wal.release_to(index)
+            bootstrap.save_snapshot(snap_dir, snap)
+            wal.save_snapshot(WalSnapshot(snap.index, snap.term))
+            wal.release_to(snap.index)
             snapfile.purge(snap_dir, keep=5)
 
-        fut = self.log.run_in_wal_thread(work)
+        fut = self.node.run_in_wal_thread(work)
 
         def done(f: asyncio.Future) -> None:
             self._snapshotting = False
@@ -283,10 +496,62 @@ class EtcdServer:
 
         fut.add_done_callback(done)
 
-    def _members_payload(self) -> bytes:
-        return json.dumps({"members": [
+    # ------------------------------------------------------------------ peers ------
+    def on_messages(self, msgs) -> None:
+        node = self.node
+        if node is None:
+            return
+        for m in msgs:
+            try:
+                node.step(m)
+            except ValueError as e:
+                log.debug("dropped peer message: %s", e)
+
+    def on_snapshot(self, msg, db_path: str) -> None:
+        self.on_messages([msg])
+
+    def report_unreachable(self, peer: int) -> None:
+        if self.node is not None:
+            self.node.report_unreachable(peer)
+
+    def report_snapshot(self, peer: int, ok: bool) -> None:
+        if self.node is not None:
+            self.node.report_snapshot(peer, ok)
+
+    def members_info(self) -> dict:
+        return {"cluster_id": self.cluster_id, "members": [
             {"id": m.ID, "name": m.name, "peerURLs": list(m.peerURLs),
-             "clientURLs": list(m.clientURLs)} for m in self.members()]}).encode()
+             "clientURLs": list(m.clientURLs), "isLearner": m.isLearner}
+            for m in self.members()]}
+
+    def is_removed(self, member: int) -> bool:
+        return member in self.removed
+
+    def on_removed(self) -> None:
+        """A peer refused us: this member was removed from the cluster."""
+        if not self.removed_event.is_set():
+            log.warning("the member has been permanently removed from the cluster")
+            self.removed_event.set()
+
+    async def snapshot_db(self) -> str:
+        fd, path = tempfile.mkstemp(prefix="kcore-peer-snap-", dir=self.cfg.member_dir)
+        os.close(fd)
+        os.unlink(path)
+        await asyncio.get_running_loop().run_in_executor(None, self.backend.copy_to, path)
+        return path
+
+    def _peer_urls(self) -> dict[int, list[str]]:
+        return {m.ID: list(m.peerURLs) for m in self.members() if m.ID != self.member_id}
+
+    def _load_removed(self) -> set[int]:
+        with self.backend.begin_read() as txn:
+            raw = self.backend.get_meta(txn, b"removed")
+        return set(json.loads(raw)) if raw else set()
+
+    def _member(self, mid: int) -> pb.Member | None:
+        with self.backend.begin_read() as txn:
+            raw = txn.get(mid.to_bytes(8, "big"), db=self.backend.members)
+        return pb.Member.FromString(raw) if raw else None
 
     def _check_space(self, size: int) -> None:
         if self.alarms.active and self.alarms.has(pb.NOSPACE):
@@ -306,6 +571,8 @@ class EtcdServer:
     async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
         if not r.key:
             raise errors.EmptyKey()
+        if not r.serializable:
+            await self._linearizable()
         txn = self.backend.begin_read()
         try:
             resp = range_response(lambda **kw: self.mvcc.range(txn, **kw), r)
@@ -354,12 +621,19 @@ class EtcdServer:
         applied = await self._propose(InternalRequest(lease_revoke=r))
         return self._fill(applied.response, applied.rev)
 
-    def lease_renew(self, lease_id: int) -> int:
-        """Keep-alive; raises LeaseNotFound."""
-        return self.lessor.renew(lease_id)
+    async def lease_renew(self, lease_id: int) -> int:
+        """Keep-alive; raises LeaseNotFound. Deadlines live on the leader: a follower
+        forwards the renewal to it."""
+        if self.node.is_leader():
+            return self.lessor.renew(lease_id)
+        c = await self._leader()
+        return await c.lease_keep_alive_once(lease_id)
 
     async def lease_time_to_live(self, r: pb.LeaseTimeToLiveRequest
                                  ) -> pb.LeaseTimeToLiveResponse:
+        if not self.node.is_leader():
+            resp = await (await self._leader()).lease_time_to_live(r.ID, r.keys)
+            return self._fill(resp)
         lease = self.lessor.lookup(r.ID)
         if lease is None:
             return self._fill(pb.LeaseTimeToLiveResponse(ID=r.ID, TTL=-1))
@@ -368,6 +642,26 @@ class EtcdServer:
         if r.keys:
             resp.keys.extend(sorted(lease.keys))
         return self._fill(resp)
+
+    async def _leader(self):
+        """A client to the leader's client URLs (for what only the leader knows)."""
+        from kcore.store import client as store_client
+
+        deadline = time.monotonic() + REQUEST_TIMEOUT
+        while not self.node.leader:
+            if time.monotonic() > deadline:
+                raise errors.NoLeader()
+            await asyncio.sleep(0.05)
+        if self._leader_client is None:
+            m = self._member(self.node.leader)
+            if m is None or not m.clientURLs:
+                raise errors.NoLeader()
+            tls = None
+            if any(u.startswith("https://") for u in m.clientURLs):
+                tls = store_client.TLSConfig(self.cfg.trusted_ca_file, self.cfg.cert_file,
+                                             self.cfg.key_file)
+            self._leader_client = store_client.connect(list(m.clientURLs), tls)
+        return self._leader_client
 
     async def lease_leases(self, r: pb.LeaseLeasesRequest) -> pb.LeaseLeasesResponse:
         resp = pb.LeaseLeasesResponse()
@@ -412,12 +706,121 @@ class EtcdServer:
         resp.members.extend(self.members())
         return self._fill(resp)
 
-    # ------------------------------------------------------------------ maintenance
+    async def member_add(self, r: pb.MemberAddRequest) -> pb.MemberAddResponse:
+        urls = list(r.peerURLs)
+        try:
+            for u in urls:
+                check_url(u)
+        except ValueError:
+            raise errors.MemberBadURLs() from None
+        if not urls:
+            raise errors.MemberBadURLs()
+        for m in self.members():
+            if set(m.peerURLs) & set(urls):
+                raise errors.PeerURLExists()
+        if not r.isLearner:
+            self._check_quorum_after_add()
+        mid = member_id(urls, self.cfg.initial_cluster_token, int(time.time()))
+        ctx = json.dumps({"peerURLs": urls}).encode()
+        cc = ConfChange(ConfChangeType.ADD_LEARNER_NODE if r.isLearner
+                        else ConfChangeType.ADD_NODE, mid, ctx)
+        await self._conf_change(cc)
+        resp = pb.MemberAddResponse()
+        resp.member.CopyFrom(self._member(mid) or pb.Member(ID=mid, peerURLs=urls))
+        resp.members.extend(self.members())
+        return self._fill(resp)
+
+    async def member_remove(self, r: pb.MemberRemoveRequest) -> pb.MemberRemoveResponse:
+        if self._member(r.ID) is None:
+            raise errors.MemberNotFound()
+        if r.ID == self.member_id and self.node.is_leader():
+            await self._hand_over_leadership()
+        await self._conf_change(ConfChange(ConfChangeType.REMOVE_NODE, r.ID))
+        resp = pb.MemberRemoveResponse()
+        resp.members.extend(self.members())
+        return self._fill(resp)
+
+    async def member_update(self, r: pb.MemberUpdateRequest) -> pb.MemberUpdateResponse:
+        if self._member(r.ID) is None:
+            raise errors.MemberNotFound()
+        ctx = json.dumps({"peerURLs": list(r.peerURLs)}).encode()
+        m = self._member(r.ID)
+        kind = ConfChangeType.ADD_LEARNER_NODE if m.isLearner else ConfChangeType.ADD_NODE
+        await self._conf_change(ConfChange(kind, r.ID, ctx))
+        resp = pb.MemberUpdateResponse()
+        resp.members.extend(self.members())
+        return self._fill(resp)
+
+    async def member_promote(self, r: pb.MemberPromoteRequest) -> pb.MemberPromoteResponse:
+        m = self._member(r.ID)
+        if m is None:
+            raise errors.MemberNotFound()
+        if not m.isLearner:
+            raise errors.MemberNotLearner()
+        if self.node.is_leader():
+            pr = self.node.status().progress.get(r.ID)
+            if pr is None or pr.match < self.node.storage.last_index() * 9 // 10:
+                raise errors.LearnerNotReady()
+        await self._conf_change(ConfChange(ConfChangeType.ADD_NODE, r.ID))
+        resp = pb.MemberPromoteResponse()
+        resp.members.extend(self.members())
+        return self._fill(resp)
+
+    async def move_leader(self, r: pb.MoveLeaderRequest) -> pb.MoveLeaderResponse:
+        if not self.node.is_leader():
+            raise errors.NotLeader()
+        if r.targetID not in self.conf_state.voters:
+            raise errors.BadLeaderTransferee()
+        self.node.transfer_leader(r.targetID)
+        deadline = time.monotonic() + REQUEST_TIMEOUT
+        while self.node.leader != r.targetID:
+            if time.monotonic() > deadline:
+                raise errors.Timeout()
+            await asyncio.sleep(0.05)
+        return self._fill(pb.MoveLeaderResponse())
+
+    async def _hand_over_leadership(self) -> None:
+        """Before the leader removes itself, make the most up-to-date other voter
+        leader, so the cluster does not sit an election timeout without one."""
+        prs = self.node.status().progress
+        others = [(pr.match, pid) for pid, pr in prs.items()
+                  if pid != self.member_id and pid in self.conf_state.voters]
+        if not others:
+            return
+        target = max(others)[1]
+        self.node.transfer_leader(target)
+        deadline = time.monotonic() + 3.0
+        while self.node.leader == self.member_id and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    def _check_quorum_after_add(self) -> None:
+        """etcd refuses an add that would leave the cluster without a started quorum."""
+        if not self.node.is_leader():
+            return
+        voters = list(self.conf_state.voters)
+        started = sum(1 for v in voters if v == self.member_id or self.transport.is_active(v))
+        if started < (len(voters) + 1) // 2 + 1:
+            raise errors.MemberNotEnoughStarted()
+
+    async def _conf_change(self, cc: ConfChange) -> None:
+        self._check_running()
+        try:
+            await asyncio.wait_for(self.node.propose_conf_change(cc), REQUEST_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise errors.Timeout() from None
+        except Exception as e:  # noqa: BLE001 - the core refused it (no leader, pending change)
+            if isinstance(e, errors.StoreError):
+                raise
+            raise errors.StoreError(f"etcdserver: {e or 'membership change refused'}") from None
+
     async def status(self, r: pb.StatusRequest) -> pb.StatusResponse:
+        node = self.node
+        me = self._member(self.member_id)
         resp = pb.StatusResponse(
-            version=ETCD_VERSION, dbSize=self.backend.size(), leader=self.member_id,
-            raftIndex=self.log.last_index if self.log else 0, raftTerm=self.term,
-            raftAppliedIndex=self.applied_index, dbSizeInUse=self._db_in_use)
+            version=ETCD_VERSION, dbSize=self.backend.size(), leader=node.leader,
+            raftIndex=node.storage.last_index(), raftTerm=node.term,
+            raftAppliedIndex=self.applied_index, dbSizeInUse=self._db_in_use,
+            isLearner=bool(me and me.isLearner))
         for m, a in sorted(self.alarms.active):
             resp.errors.append(f"memberID:{m} alarm:{pb.AlarmType.Name(a)} ")
         return self._fill(resp)
@@ -508,6 +911,8 @@ class EtcdServer:
         return periodic()
 
     async def _try_compact(self, rev: int) -> None:
+        if not self.node.is_leader():
+            return
         try:
             await self.compact(pb.CompactionRequest(revision=rev))
             log.info("auto-compacted to revision %d", rev)
@@ -522,3 +927,29 @@ def _txn_has_put(r: pb.TxnRequest) -> bool:
             if kind == "request_put" or (kind == "request_txn" and _txn_has_put(op.request_txn)):
                 return True
     return False
+
+
+def _request_id(data: bytes) -> int:
+    """The ID of an encoded InternalRequest: field 1 comes first on the wire."""
+    if not data or data[0] != 0x08:
+        return 0
+    v = shift = 0
+    for b in data[1:11]:
+        v |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return v
+        shift += 7
+    return 0
+
+
+def _replace_db(snap_dir: str, path: str) -> None:
+    db = os.path.join(snap_dir, DB_FILE)
+    os.replace(path, db)
+    lock = db + "-lock"
+    if os.path.exists(lock):
+        os.unlink(lock)
+    fd = os.open(snap_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

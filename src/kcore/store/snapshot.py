@@ -16,7 +16,9 @@ import shutil
 from kcore.store.backend import Backend, DB_FILE
 from kcore.store.config import ServerConfig, cluster_id, member_id
 from kcore.store.rpc.pb import rpc_pb2 as pb
-from kcore.store.wal import WAL
+from kcore.store.bootstrap import save_snapshot
+from kcore.store.raft.messages import ConfState, HardState, Snapshot
+from kcore.store.wal import WAL, WalSnapshot
 
 HASH_SIZE = 32
 
@@ -97,14 +99,21 @@ def restore(path: str, cfg: ServerConfig, skip_hash_check: bool = False) -> None
                 m = pb.Member(ID=ids[n], name=n if n == cfg.name else "", peerURLs=urls,
                               clientURLs=cfg.advertise_client_urls if n == cfg.name else [])
                 txn.put(ids[n].to_bytes(8, "big"), m.SerializeToString(), db=b.members)
-            b.put_u64(txn, b"consistent_index", 0)
+            b.put_u64(txn, b"consistent_index", 1)
             b.put_u64(txn, b"cluster_id", cid)
             b.put_u64(txn, b"member_id", ids[cfg.name])
         b.sync()
     finally:
         b.close()
+    # the log starts from a snapshot at index 1 holding the new membership
     meta = {"member_id": ids[cfg.name], "cluster_id": cid}
-    WAL.create(tcfg.wal_dir, json.dumps(meta).encode()).close()
+    wal = WAL.create(tcfg.wal_dir, json.dumps(meta).encode())
+    snap = Snapshot(index=1, term=1, conf_state=ConfState(voters=tuple(sorted(ids.values()))))
+    save_snapshot(tcfg.snap_dir, snap)
+    wal.save_snapshot(WalSnapshot(1, 1))
+    wal.save(HardState(term=1, vote=0, commit=1), [])
+    wal.sync()
+    wal.close()
     os.makedirs(os.path.dirname(os.path.abspath(cfg.data_dir)), exist_ok=True)
     if os.path.exists(cfg.data_dir):
         os.rmdir(cfg.data_dir)

@@ -207,6 +207,18 @@ class WatchHub:
                     w.sink.progress(w, rev)
                 w.idle = True
 
+    def restore(self, mvcc: MVCC) -> None:
+        """The state was replaced (a snapshot from the leader): every watcher catches
+        up from the new history, from where it was."""
+        nxt = self.mvcc.rev + 1
+        for ws in list(self.by_key.values()) + [self.ranged]:
+            for w in list(ws):
+                w.next_rev = max(w.next_rev, nxt)
+                self.remove(w)
+                self.unsynced.add(w)
+        self.mvcc = mvcc
+        self._kick()
+
     def is_synced(self, w: Watcher) -> bool:
         return w not in self.unsynced
 

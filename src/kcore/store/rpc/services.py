@@ -41,7 +41,7 @@ def build_registry(server) -> Registry:
     async def keep_alive(requests: AsyncIterator[pb.LeaseKeepAliveRequest], send: Send) -> None:
         async for req in requests:
             try:
-                ttl = server.lease_renew(req.ID)
+                ttl = await server.lease_renew(req.ID)
             except errors.LeaseNotFound:
                 ttl = 0
             await send(server._fill(pb.LeaseKeepAliveResponse(ID=req.ID, TTL=ttl)))

@@ -1,0 +1,350 @@
+"""The raft driver: runs the pure RawNode against a WAL, a clock and peers.
+
+It owns the I/O the core leaves out. One loop turns `Ready`s around:
+entries and hard state go to the WAL (one fdatasync per Ready, on the WAL
+thread — the group commit of every proposal batched into it); messages go
+to the transport after that; committed entries go to the application's
+`apply` callback, the part already durable here while the fsync runs, the
+rest right after it. Proposals that arrive meanwhile are batched into the
+next Ready. Ticks come from a timer task. Linearizable reads go through
+ReadIndex, many reads sharing one round.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from kcore.store.raft.core import Config, ProposalDropped, RawNode
+from kcore.store.raft.log import MemoryStorage
+from kcore.store.raft.messages import (ConfChange, ConfState, Entry, EntryType, Message, Role,
+                                       Snapshot, SoftState)
+from kcore.store.raft.messages import MessageType as MT
+
+log = logging.getLogger(__name__)
+
+
+class Application(Protocol):
+    """What the node drives (the store server)."""
+
+    def apply(self, entries: list[Entry]) -> None: ...
+    def apply_conf_change(self, entry: Entry, cc: ConfChange, cs: ConfState) -> None: ...
+    def restore(self, snap: Snapshot) -> None: ...
+    def save_snapshot_file(self, snap: Snapshot) -> None: ...   # called on the WAL thread
+    def on_soft_state(self, ss: SoftState, term: int) -> None: ...
+
+
+class Transport(Protocol):
+    def send(self, msgs: tuple[Message, ...]) -> None: ...
+
+
+@dataclass
+class NodeConfig:
+    id: int
+    heartbeat_s: float = 0.1
+    election_ticks: int = 10
+    max_batch: int = 4096
+    pre_vote: bool = True
+    check_quorum: bool = True
+
+
+class RaftNode:
+    def __init__(self, cfg: NodeConfig, storage: MemoryStorage, wal, app: Application,
+                 transport: Transport, applied: int = 0, rng=None):
+        self.cfg = cfg
+        self.id = cfg.id
+        self.storage = storage
+        self.wal = wal
+        self.app = app
+        self.transport = transport
+        self.raw = RawNode(Config(id=cfg.id, election_tick=cfg.election_ticks, heartbeat_tick=1,
+                                  applied=applied, pre_vote=cfg.pre_vote,
+                                  check_quorum=cfg.check_quorum, rng=rng,
+                                  max_inflight_msgs=256, max_size_per_msg=1 << 20),
+                           storage)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal")
+        self.pending: list[bytes] = []
+        self.pending_cc: list[tuple[ConfChange, asyncio.Future]] = []
+        self.applied = applied
+        self.persisted = storage.last_index()
+        self.leader = 0
+        self.role = Role.FOLLOWER
+        self.term = storage.hard_state.term
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._reads: list[asyncio.Future] = []          # waiting for the next ReadIndex round
+        self._read_inflight: dict[bytes, list[asyncio.Future]] = {}
+        self._read_sent: dict[bytes, float] = {}
+        self._read_wait: list[tuple[int, list[asyncio.Future]]] = []   # (index, waiters)
+        self._read_ids = itertools.count(1)
+        self._cc_waiters: dict[bytes, asyncio.Future] = {}
+        self.fatal: BaseException | None = None
+        self.stopped = False
+        self.on_snapshot_sent: Callable[[int, bool], None] | None = None
+        self._campaign = False
+        self._solo_check = True
+
+    # ---------------------------------------------------------------- lifecycle --
+    def bootstrap(self, peers: list[int]) -> None:
+        self.raw.bootstrap(peers)
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._wake.set()
+        self._tasks = [loop.create_task(self._run()), loop.create_task(self._ticker())]
+
+    async def stop(self) -> None:
+        self.stopped = True
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        self.executor.shutdown(wait=True)
+
+    def run_in_wal_thread(self, fn: Callable[[], object]) -> asyncio.Future:
+        """Run fn on the WAL thread, ordered with the writes (snapshots, release)."""
+        return asyncio.get_running_loop().run_in_executor(self.executor, fn)
+
+    # ---------------------------------------------------------------- inputs -----
+    def propose(self, data: bytes) -> None:
+        self.pending.append(data)
+        self._wake.set()
+
+    def step(self, m: Message) -> None:
+        self.raw.step(m)
+        self._wake.set()
+
+    def report_unreachable(self, node_id: int) -> None:
+        self.raw.report_unreachable(node_id)
+        self._wake.set()
+
+    def report_snapshot(self, node_id: int, ok: bool) -> None:
+        self.raw.report_snapshot(node_id, ok)
+        self._wake.set()
+
+    def transfer_leader(self, node_id: int) -> None:
+        self.raw.transfer_leader(node_id)
+        self._wake.set()
+
+    def campaign(self) -> None:
+        """Start an election as soon as the committed membership is applied (a
+        member with unapplied conf changes may not campaign)."""
+        self._campaign = True
+        self._wake.set()
+
+    async def propose_conf_change(self, cc: ConfChange) -> int:
+        """Propose a membership change; returns the index it was applied at."""
+        fut = asyncio.get_running_loop().create_future()
+        self.pending_cc.append((cc, fut))
+        self._wake.set()
+        return await fut
+
+    async def read_barrier(self) -> None:
+        """Returns once this member has applied everything committed before the
+        call: a linearizable read point (ReadIndex)."""
+        fut = asyncio.get_running_loop().create_future()
+        self._reads.append(fut)
+        self._wake.set()
+        await fut
+
+    def is_leader(self) -> bool:
+        return self.role == Role.LEADER
+
+    def status(self):
+        return self.raw.status()
+
+    # ---------------------------------------------------------------- loop -------
+    async def _ticker(self) -> None:
+        interval = self.cfg.heartbeat_s
+        nxt = time.monotonic()
+        while True:
+            nxt += interval
+            await asyncio.sleep(max(0.0, nxt - time.monotonic()))
+            if time.monotonic() - nxt > interval * 5:
+                nxt = time.monotonic()  # we were stalled: do not tick in a burst
+            self.raw.tick()
+            self._retry_stale_reads()
+            self._wake.set()
+
+    def _flush_inputs(self) -> None:
+        if self.pending:
+            batch = self.pending[: self.cfg.max_batch]
+            del self.pending[: self.cfg.max_batch]
+            try:
+                self.raw.propose_batch(batch)
+            except ProposalDropped:
+                if self.leader == 0 or self.raw.raft.lead_transferee:
+                    # no leader to take them now: keep them for the next round
+                    self.pending[:0] = batch
+                # else dropped for good; the request times out
+        while self.pending_cc:
+            cc, fut = self.pending_cc.pop(0)
+            try:
+                self.raw.propose_conf_change(cc)
+            except ProposalDropped as e:
+                if not fut.done():
+                    fut.set_exception(e)
+                continue
+            self._cc_waiters[_cc_key(cc)] = fut
+        if self._reads and self.leader:
+            ctx = struct.pack(">Q", next(self._read_ids))
+            self._read_inflight[ctx] = self._reads
+            self._read_sent[ctx] = time.monotonic()
+            self._reads = []
+            self.raw.read_index(ctx)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                self._flush_inputs()
+                while self.raw.has_ready():
+                    rd = self.raw.ready()
+                    if rd.soft_state is not None:
+                        self._soft(rd.soft_state)
+                    if rd.hard_state is not None:
+                        self.term = rd.hard_state.term
+                    # 1. persist (the WAL thread), applying what is already durable meanwhile
+                    fut = None
+                    if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
+                        fut = loop.run_in_executor(self.executor, self._persist, rd)
+                    committed = rd.committed_entries
+                    early = [e for e in committed if e.index <= self.persisted] \
+                        if rd.snapshot is None else []
+                    if early:
+                        self._apply(early)
+                    if fut is not None:
+                        await fut
+                    if rd.snapshot is not None:
+                        self.storage.apply_snapshot(rd.snapshot)
+                    if rd.entries:
+                        self.storage.append(rd.entries)
+                        self.persisted = rd.entries[-1].index
+                    if rd.hard_state is not None:
+                        self.storage.set_hard_state(rd.hard_state)
+                    # 2. send
+                    if rd.messages:
+                        self.transport.send(rd.messages)
+                    # 3. install and apply the rest
+                    if rd.snapshot is not None:
+                        self.app.restore(rd.snapshot)
+                        self.applied = max(self.applied, rd.snapshot.index)
+                    rest = committed[len(early):]
+                    if rest:
+                        self._apply(rest)
+                    for rs in rd.read_states:
+                        self._read_sent.pop(rs.request_ctx, None)
+                        waiters = self._read_inflight.pop(rs.request_ctx, None)
+                        if waiters:
+                            self._read_wait.append((rs.index, waiters))
+                    self._release_reads()
+                    self.raw.advance(rd)
+                    self._flush_inputs()
+                if self._campaign and self.raw.raft.log.applied >= self.raw.raft.log.committed:
+                    self._campaign = False
+                    if self.role != Role.LEADER:
+                        self.raw.campaign()
+                        self._wake.set()
+                if self._solo_check and self.raw.raft.log.applied >= self.raw.raft.log.committed:
+                    # the only voter need not wait an election timeout to lead
+                    self._solo_check = False
+                    if self.raw.status().conf_state.voters == (self.id,):
+                        self._campaign = True
+                        self._wake.set()
+                if self.leader == 0 and self._read_inflight:
+                    self._fail_reads()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            log.critical("raft loop failed: %r", e, exc_info=True)
+            self.fatal = e
+            raise
+
+    def _persist(self, rd) -> None:
+        if rd.snapshot is not None:
+            self.app.save_snapshot_file(rd.snapshot)
+            self.wal.save_snapshot(_wal_snap(rd.snapshot))
+        if rd.entries or rd.hard_state is not None:
+            self.wal.save(rd.hard_state, rd.entries)
+            if rd.must_sync or rd.entries:
+                self.wal.sync()
+
+    def _apply(self, entries) -> None:
+        normal: list[Entry] = []
+        for e in entries:
+            if e.index <= self.applied:
+                continue
+            if e.type == EntryType.CONF_CHANGE:
+                if normal:
+                    self.app.apply(normal)
+                    normal = []
+                cc = ConfChange.decode(e.data)
+                cs = self.raw.apply_conf_change(cc)
+                self.app.apply_conf_change(e, cc, cs)
+                fut = self._cc_waiters.pop(_cc_key(cc), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(e.index)
+            else:
+                normal.append(e)
+            self.applied = e.index
+        if normal:
+            self.app.apply(normal)
+
+    def _soft(self, ss: SoftState) -> None:
+        changed = ss.leader != self.leader or ss.role != self.role
+        self.leader, self.role = ss.leader, ss.role
+        if changed:
+            self.app.on_soft_state(ss, self.raw.raft.term)
+            if ss.leader == 0:
+                self._fail_reads()
+
+    def _release_reads(self) -> None:
+        if not self._read_wait:
+            return
+        keep = []
+        for index, waiters in self._read_wait:
+            if index <= self.applied:
+                for f in waiters:
+                    if not f.done():
+                        f.set_result(None)
+            else:
+                keep.append((index, waiters))
+        self._read_wait = keep
+
+    def _fail_reads(self) -> None:
+        """Reads in flight when leadership is lost are retried in the next round."""
+        for waiters in self._read_inflight.values():
+            self._reads.extend(f for f in waiters if not f.done())
+        self._read_inflight.clear()
+        self._read_sent.clear()
+
+    def _retry_stale_reads(self) -> None:
+        """A ReadIndex request can be dropped (a leader not yet ready to serve reads,
+        a lost message): ask again for reads waiting longer than a few heartbeats."""
+        if not self._read_sent:
+            return
+        limit = time.monotonic() - max(0.3, 3 * self.cfg.heartbeat_s)
+        for ctx, sent in list(self._read_sent.items()):
+            if sent < limit:
+                del self._read_sent[ctx]
+                waiters = self._read_inflight.pop(ctx, [])
+                self._reads.extend(f for f in waiters if not f.done())
+
+
+def _cc_key(cc: ConfChange) -> bytes:
+    return bytes([int(cc.type)]) + cc.node_id.to_bytes(8, "big")
+
+
+def _wal_snap(s: Snapshot):
+    from kcore.store.wal import WalSnapshot
+    return WalSnapshot(s.index, s.term)
