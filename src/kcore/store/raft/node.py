@@ -12,6 +12,7 @@ ReadIndex, many reads sharing one round.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import struct
@@ -88,6 +89,8 @@ class RaftNode:
         self.on_snapshot_sent: Callable[[int, bool], None] | None = None
         self._campaign = False
         self._solo_check = True
+        self._applyq: collections.deque = collections.deque()
+        self._apply_wake = asyncio.Event()
 
     # ---------------------------------------------------------------- lifecycle --
     def bootstrap(self, peers: list[int]) -> None:
@@ -96,7 +99,8 @@ class RaftNode:
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._wake.set()
-        self._tasks = [loop.create_task(self._run()), loop.create_task(self._ticker())]
+        self._tasks = [loop.create_task(self._run()), loop.create_task(self._ticker()),
+                       loop.create_task(self._apply_loop())]
 
     async def stop(self) -> None:
         self.stopped = True
@@ -222,7 +226,7 @@ class RaftNode:
                     early = [e for e in committed if e.index <= self.persisted] \
                         if rd.snapshot is None else []
                     if early:
-                        self._apply(early)
+                        self._enqueue_apply(early)
                     if fut is not None:
                         await fut
                     if rd.snapshot is not None:
@@ -237,11 +241,12 @@ class RaftNode:
                         self.transport.send(rd.messages)
                     # 3. install and apply the rest
                     if rd.snapshot is not None:
+                        self._drain_apply()
                         self.app.restore(rd.snapshot)
                         self.applied = max(self.applied, rd.snapshot.index)
                     rest = committed[len(early):]
                     if rest:
-                        self._apply(rest)
+                        self._enqueue_apply(rest)
                     for rs in rd.read_states:
                         self._read_sent.pop(rs.request_ctx, None)
                         waiters = self._read_inflight.pop(rs.request_ctx, None)
@@ -250,12 +255,12 @@ class RaftNode:
                     self._release_reads()
                     self.raw.advance(rd)
                     self._flush_inputs()
-                if self._campaign and self.raw.raft.log.applied >= self.raw.raft.log.committed:
+                if self._campaign and self.applied >= self.raw.raft.log.committed:
                     self._campaign = False
                     if self.role != Role.LEADER:
                         self.raw.campaign()
                         self._wake.set()
-                if self._solo_check and self.raw.raft.log.applied >= self.raw.raft.log.committed:
+                if self._solo_check and self.applied >= self.raw.raft.log.committed:
                     # the only voter need not wait an election timeout to lead
                     self._solo_check = False
                     if self.raw.status().conf_state.voters == (self.id,):
@@ -278,6 +283,32 @@ class RaftNode:
             self.wal.save(rd.hard_state, rd.entries)
             if rd.must_sync or rd.entries:
                 self.wal.sync()
+
+    def _enqueue_apply(self, entries) -> None:
+        """Committed entries are applied by their own task, in order, so that applying
+        one batch overlaps the fsync of the next."""
+        self._applyq.append(entries)
+        self._apply_wake.set()
+
+    def _drain_apply(self) -> None:
+        while self._applyq:
+            self._apply(self._applyq.popleft())
+        self._release_reads()
+        if self._campaign or self._solo_check:
+            self._wake.set()
+
+    async def _apply_loop(self) -> None:
+        try:
+            while True:
+                await self._apply_wake.wait()
+                self._apply_wake.clear()
+                self._drain_apply()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            log.critical("apply failed: %r", e, exc_info=True)
+            self.fatal = e
+            raise
 
     def _apply(self, entries) -> None:
         normal: list[Entry] = []
