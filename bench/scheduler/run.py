@@ -46,7 +46,7 @@ ANCHORS = [
 ]
 TARGETS = {"homogeneous": 100_000, "distinct": 10_000}   # at 10k nodes
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)
 
 
 def make_node(i: int) -> dict:
@@ -165,7 +165,7 @@ def plot(results: list[dict], path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
 
 
