@@ -323,6 +323,7 @@ cdef class Engine:
     cdef uint32_t smap_cap
     cdef uint32_t smap_used
 
+    cdef bint busy  # process() runs without the GIL: no other call may touch the engine
     cdef int conn_reuse_mode
     cdef bint expire_nodest_conn
     cdef bint expire_quiescent_template
@@ -390,6 +391,11 @@ cdef class Engine:
         self.n_dead = 0
         return 0
 
+    cdef inline int _check(self) except -1:
+        if self.busy:
+            raise RuntimeError("ipvs Engine used from two threads at once")
+        return 0
+
     # ------------------------------------------------------------ service map
 
     cdef inline uint32_t _smap_slot(self, uint64_t key) noexcept nogil:
@@ -453,6 +459,7 @@ cdef class Engine:
                     int64_t timeout_ms, uint32_t netmask):
         cdef svc_t *s
         cdef int32_t sid
+        self._check()
         if self.ns == self.scap:
             s = <svc_t *>realloc(self.svcs, 2 * self.scap * sizeof(svc_t))
             if s == NULL:
@@ -483,6 +490,7 @@ cdef class Engine:
 
     def edit_service(self, int32_t sid, int sched, uint32_t flags):
         cdef svc_t *s = &self.svcs[sid]
+        self._check()
         s.flags = (s.flags & SVC_F_PERSISTENT) | (flags & ~SVC_F_PERSISTENT)
         if sched != s.sched:
             s.sched = sched
@@ -495,6 +503,7 @@ cdef class Engine:
     def del_service(self, int32_t sid):
         cdef svc_t *s = &self.svcs[sid]
         cdef int32_t i
+        self._check()
         self._smap_del((<uint64_t>s.proto << 48) | (<uint64_t>s.port << 32) | s.vip)
         for i in range(s.n):
             self._unlink(s.dests[i])
@@ -524,6 +533,7 @@ cdef class Engine:
         cdef int32_t did = -1, i
         cdef dest_t *nd
         cdef int32_t *nl
+        self._check()
         for i in range(self.ntrash):
             d = &self.dests[self.trash[i]]
             if (d.vproto == s.proto and d.vip == s.vip and d.vport == s.port
@@ -572,6 +582,7 @@ cdef class Engine:
     def edit_dest(self, int32_t did, int32_t weight, int32_t u_threshold, int32_t l_threshold):
         cdef dest_t *d = &self.dests[did]
         cdef svc_t *s = &self.svcs[d.svc]
+        self._check()
         self._update(d, weight, u_threshold, l_threshold, d.noout, False)
         if s.sched == WRR or s.sched == SH or s.sched == MH:
             self._sched_changed(s)
@@ -580,6 +591,7 @@ cdef class Engine:
         cdef dest_t *d = &self.dests[did]
         cdef svc_t *s = &self.svcs[d.svc]
         cdef int32_t pos = 0
+        self._check()
         while s.dests[pos] != did:
             pos += 1
         memmove(&s.dests[pos], &s.dests[pos + 1], (s.n - pos - 1) * sizeof(int32_t))
@@ -1274,6 +1286,7 @@ cdef class Engine:
                            int dport, int flags, int64_t now):
         cdef uint64_t k0 = mk_k0(saddr, daddr)
         cdef uint64_t k1 = mk_k1(sport, dport, proto, K_CONN)
+        self._check()
         self._advance(now)
         return self._packet(proto, saddr, sport, daddr, dport, flags,
                             kc_mix(self.seed, k0, k1))
@@ -1282,16 +1295,25 @@ cdef class Engine:
         """flows: contiguous FLOW_DTYPE; now: int or contiguous int64 array; out: int32."""
         cdef flow_t *f = <flow_t *>cnp.PyArray_DATA(flows)
         cdef int32_t *o = <int32_t *>cnp.PyArray_DATA(out)
-        cdef int64_t n = cnp.PyArray_DIM(flows, 0), i, j
+        cdef int64_t n = cnp.PyArray_DIM(flows, 0)
         cdef int64_t *tarr = NULL
-        cdef int64_t tnow = 0, t
-        cdef uint64_t hb[16]
-        cdef uint64_t k0, k1
-        cdef flow_t *g
+        cdef int64_t tnow = 0
+        self._check()
         if isinstance(now, cnp.ndarray):
             tarr = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>now)
         else:
             tnow = now
+        self.busy = True
+        try:
+            self._process(f, o, n, tarr, tnow)
+        finally:
+            self.busy = False
+
+    cdef int _process(self, flow_t *f, int32_t *o, int64_t n, int64_t *tarr,
+                      int64_t tnow) except -1:
+        cdef int64_t i, j, t
+        cdef uint64_t hb[16]
+        cdef flow_t *g
         with nogil:
             for j in range(min(n, PREFETCH_AHEAD)):
                 g = &f[j]
@@ -1314,6 +1336,7 @@ cdef class Engine:
                                     hb[i & 15])
 
     def expire(self, int64_t now):
+        self._check()
         self._advance(now)
 
     def conn_count(self):

@@ -165,6 +165,10 @@ class Dispatcher:
     sysctls of the same names (defaults as in Linux 6.1). capacity is the
     initial connection-table size (it grows); seed keys the table's hash
     (random by default).
+
+    One thread at a time: the native batch runs without the GIL (so other
+    Python threads, e.g. another Dispatcher, keep going), and a call made on
+    the same Dispatcher meanwhile raises RuntimeError rather than racing.
     """
 
     def __init__(self, native: bool | None = None, *, conn_reuse_mode: int = 1,
