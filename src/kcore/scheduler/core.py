@@ -230,6 +230,9 @@ class Scheduler:
     change any decision.
     """
 
+    #: parsed shapes kept (cleared when full; cached scores are kept separately)
+    MAX_SHAPES = 16384
+
     def __init__(self, config: SchedulerConfig | dict | str | None = None, *, seed: int = 0,
                  cache: bool = True, cache_after: int = 2, max_cached: int = 64,
                  replay_fraction: float = 0.125) -> None:
@@ -409,8 +412,8 @@ class Scheduler:
         key = shape_key(spec)
         shape = self._shapes.get(key)
         if shape is None:
-            if len(self._shapes) > 100_000:
-                self._shapes.clear()
+            if len(self._shapes) >= self.MAX_SHAPES:
+                self._shapes.clear()          # one-off shapes: parse again if they return
             info = pod_info(spec)
             shape = _Shape(info, self._profiles.get(info.scheduler_name))
             self._shapes[key] = shape
