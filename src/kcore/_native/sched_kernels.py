@@ -153,15 +153,6 @@ def score_all(cols, n, st, pv, blocked, out, fbuf, ibuf):
     """Score every row into ``out``; returns (best, #best, norm max, #, rnorm max, #)."""
     feas = ibuf[0]
     base = ibuf[1]
-    okrow = st[ST_OK]
-    if (pv[PV_FLAGS] & F_PODS) != 0:
-        cap = cols[POD_CAP]
-        cnt = cols[POD_CNT]
-        for i in range(n):
-            feas[i] = 1 if (okrow[i] != 0) & (cnt[i] < cap[i]) else 0
-    else:
-        for i in range(n):
-            feas[i] = 1 if okrow[i] != 0 else 0
     exact = (pv[PV_FLAGS] & F_EXACT) != 0
     nfit = pv[PV_NFIT]
     nsc = pv[PV_NSC]
@@ -173,6 +164,15 @@ def score_all(cols, n, st, pv, blocked, out, fbuf, ibuf):
         for k in range(blocked.shape[0]):
             feas[blocked[k]] = 0
         return _finish(n, st, pv, feas, base, out)
+    okrow = st[ST_OK]
+    if (pv[PV_FLAGS] & F_PODS) != 0:
+        cap = cols[POD_CAP]
+        cnt = cols[POD_CNT]
+        for i in range(n):
+            feas[i] = 1 if (okrow[i] != 0) & (cnt[i] < cap[i]) else 0
+    else:
+        for i in range(n):
+            feas[i] = 1 if okrow[i] != 0 else 0
     for i in range(n):
         base[i] = 0
     off = PV_TERMS
@@ -304,6 +304,12 @@ def _fused(cols, n, st, pv, feas, base):
     cb0a, cb0r, cb1a, cb1r = cols[b0a], cols[b0r], cols[b1a], cols[b1r]
     fw0 = np.float64(s0w)
     fw1 = np.float64(s1w)
+    # 1/weight-sum for each combination of present resources; with weights
+    # below 1e6, int(num * r + 1e-9) == num // ws exactly (the rounding error,
+    # < 1e-13, is far below both 1e-9 and the 1/ws gap to the next integer)
+    r0 = 1.0 / fw0 if s0w > 0 else 0.0
+    r1 = 1.0 / fw1 if s1w > 0 else 0.0
+    r01 = 1.0 / (fw0 + fw1) if s0w + s1w > 0 else 0.0
     for i in range(n):
         ok = (okrow[i] != 0) & (f0v <= cf0a[i] - cf0r[i]) & (f1v <= cf1a[i] - cf1r[i])
         if podcheck:
@@ -323,8 +329,8 @@ def _fused(cols, n, st, pv, feas, base):
         x0 = np.float64(np.int64(np.float64(d0) * 100.0 / (np.float64(a0) if p0 else 1.0)))
         x1 = np.float64(np.int64(np.float64(d1) * 100.0 / (np.float64(a1) if p1 else 1.0)))
         num = (x0 * fw0 if p0 else 0.0) + (x1 * fw1 if p1 else 0.0)
-        ws = (fw0 if p0 else 0.0) + (fw1 if p1 else 0.0)
-        fit = np.int64(num / (ws if ws > 0.0 else 1.0))
+        r = (r01 if p1 else r0) if p0 else (r1 if p1 else 0.0)
+        fit = np.int64(num * r + 1e-9)
         ba0 = cb0a[i]
         ba1 = cb1a[i]
         g0 = np.float64(cb0r[i] + b0v) / (np.float64(ba0) if ba0 > 0 else 1.0)

@@ -80,6 +80,8 @@ def test_multipoint_and_resources():
         "scoringStrategy": {"type": "RequestedToCapacityRatio"}}}]}]},
     {"profiles": [{}, {}]},
     {"kind": "Policy"},
+    {"profiles": [{"pluginConfig": [{"name": "NodeResourcesFit", "args": {
+        "scoringStrategy": {"resources": [{"name": "cpu", "weight": 101}]}}}]}]},
     {"percentageOfNodesToScore": 101},
 ])
 def test_errors(doc):

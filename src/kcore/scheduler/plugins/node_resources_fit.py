@@ -22,9 +22,14 @@ _FIXED_ORDER = ("cpu", "memory", "ephemeral-storage")
 
 
 def parse_resources(spec, default=DEFAULT_RESOURCES) -> tuple[tuple[str, int], ...]:
+    """``[{name, weight}]``; kube validates weights to [1, 100] (the kernels rely on it)."""
     if not spec:
         return default
-    return tuple((str(r["name"]), int(r.get("weight", 1) or 1)) for r in spec)
+    out = tuple((str(r["name"]), int(r.get("weight", 1) or 1)) for r in spec)
+    for name, w in out:
+        if not 1 <= w <= 100:
+            raise ValueError(f"resource weight of {name} should be in range [1, 100]")
+    return out
 
 
 def least_requested_score(requested: int, capacity: int) -> int:
