@@ -17,7 +17,7 @@ def test_bench_smoke(tmp_path):
     out = tmp_path / "r.json"
     try:
         rc = mod.main(["--sizes", "50,120", "--homogeneous", "600", "--distinct", "80",
-                       "--reference-seconds", "0.2", "--batch", "64", "--out", str(out),
+                       "--reference-seconds", "0.2", "--batch", "64", "--out", str(out), "--repeat", "1",
                        "--no-gc-freeze"])
     finally:
         import gc
