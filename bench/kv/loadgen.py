@@ -178,7 +178,39 @@ class GrpcPut:
             await ch.close()
 
 
-PROTOCOLS: dict[str, Callable[[LoadSpec], Any]] = {"grpc": GrpcPut}
+class PipelinePut:
+    """KV.Put over kcore's pipelined TCP protocol (kcore etcd --listen-pipeline-urls);
+    one connection per (endpoint, conn slot), every request of every client in flight."""
+
+    def __init__(self, spec: LoadSpec) -> None:
+        from kcore.store import client as store_client
+        from kcore.store.rpc.pb import rpc_pb2
+
+        self._client_mod, self._pb = store_client, rpc_pb2
+        self._timeout = spec.timeout_s
+        self._clients: dict[tuple[str, int], Any] = {}
+
+    async def open(self, endpoint: str, slot: int) -> None:
+        c = self._client_mod.connect_pipeline([endpoint], timeout=self._timeout)
+        await c.transport._connect()
+        self._clients[(endpoint, slot)] = c
+
+    def putter(self, endpoint: str, slot: int) -> Callable[[bytes, bytes], Any]:
+        put, req = self._clients[(endpoint, slot)].put, self._pb.PutRequest
+        return lambda key, value: put(req(key=key, value=value))
+
+    def error_name(self, exc: BaseException) -> str | None:
+        from kcore.store import errors
+        if isinstance(exc, errors.StoreError):
+            return type(exc).__name__
+        return None
+
+    async def close(self) -> None:
+        for c in self._clients.values():
+            await c.close()
+
+
+PROTOCOLS: dict[str, Callable[[LoadSpec], Any]] = {"grpc": GrpcPut, "pipeline": PipelinePut}
 
 
 # ---- worker process -----------------------------------------------------------

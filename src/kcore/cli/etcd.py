@@ -62,6 +62,8 @@ def member_flags(prog: str) -> FlagSet:
     a("debug", "bool", False, "enable debug-level logging")
     a("enable-v2", "bool", False, "v2 API (not supported; must stay false)")
     a("frontend", "str", "auto", "kcore: gRPC front end: native, grpc or auto")
+    a("listen-pipeline-urls", "list", [],
+      "kcore: URLs (tcp://host:port) for kcore's pipelined client protocol")
     return fs
 
 
@@ -86,7 +88,8 @@ def config_from_flags(o) -> "ServerConfig":
         cert_file=o.cert_file, key_file=o.key_file, trusted_ca_file=o.trusted_ca_file,
         client_cert_auth=o.client_cert_auth, peer_cert_file=o.peer_cert_file,
         peer_key_file=o.peer_key_file, peer_trusted_ca_file=o.peer_trusted_ca_file,
-        peer_client_cert_auth=o.peer_client_cert_auth, frontend=o.frontend)
+        peer_client_cert_auth=o.peer_client_cert_auth, frontend=o.frontend,
+        listen_pipeline_urls=o.listen_pipeline_urls)
 
 
 def run(argv: list[str]) -> int:
@@ -129,6 +132,8 @@ async def serve(cfg) -> int:
     try:
         for url in cfg.listen_client_urls:
             frontends.append(await start_frontend(server, url))
+        for url in cfg.listen_pipeline_urls:
+            frontends.append(await start_pipeline(server, url))
     except Exception:
         await server.stop()
         raise
@@ -189,6 +194,18 @@ async def start_frontend(server, url: str):
     for h in hosts:
         bound = await fe.start(h, port)
         log.info("serving client requests on %s://%s:%d (%s front end)", u.scheme, h, bound, kind)
+    return fe
+
+
+async def start_pipeline(server, url: str):
+    """Serve kcore's pipelined protocol (plain TCP) on one URL."""
+    from kcore.store.rpc.pipeline import PipelineServer
+    from kcore.store.rpc.services import build_registry
+
+    u = urlsplit(url if "://" in url else "tcp://" + url)
+    fe = PipelineServer(build_registry(server))
+    port = await fe.start(u.hostname or "127.0.0.1", u.port or 2390)
+    log.info("serving kcore's pipelined protocol on %s:%d", u.hostname, port)
     return fe
 
 

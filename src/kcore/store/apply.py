@@ -78,7 +78,10 @@ class Applier:
     def apply(self, txn: lmdb.Transaction, req: InternalRequest) -> Applied:
         try:
             if req.HasField("put"):
-                return self._write(txn, lambda wt: self.put(wt, req.put))
+                r = req.put
+                if r.lease or r.prev_kv or r.ignore_value or r.ignore_lease:
+                    return self._write(txn, lambda wt: self.put(wt, r))
+                return self._put_plain(txn, r)
             if req.HasField("delete_range"):
                 return self._write(txn, lambda wt: self.delete_range(wt, req.delete_range))
             if req.HasField("txn"):
@@ -97,6 +100,19 @@ class Applier:
             return Applied(None, rev=self.mvcc.rev)  # no-op / barrier
         except errors.StoreError as e:
             return Applied(error=e, rev=self.mvcc.rev)
+
+    def _put_plain(self, txn: lmdb.Transaction, r: pb.PutRequest) -> Applied:
+        """The most common request, a put without lease or options, in one step."""
+        if not r.key:
+            raise errors.EmptyKey()
+        wt = WriteTxn(self.mvcc, txn)
+        ch = wt.put_plain(r.key, r.value)
+        if ch.prev_lease:
+            self.lessor.detach(ch.prev_lease, r.key)
+        rev = self.mvcc.rev = wt.main
+        resp = pb.PutResponse()
+        resp.header.revision = rev
+        return Applied(resp, changes=wt.changes, rev=rev)
 
     def _write(self, txn: lmdb.Transaction, fn) -> Applied:
         wt = self.mvcc.begin(txn)

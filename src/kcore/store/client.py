@@ -398,14 +398,18 @@ class GrpcWatch:
 _BY_MESSAGE: dict[str, type[errors.StoreError]] | None = None
 
 
+def from_grpc_error_init() -> None:
+    global _BY_MESSAGE
+    _BY_MESSAGE = {}
+    for v in vars(errors).values():
+        if isinstance(v, type) and issubclass(v, errors.StoreError) and v is not errors.StoreError:
+            _BY_MESSAGE[v.message] = v
+
+
 def from_grpc_error(e) -> errors.StoreError:
     """Map a gRPC error from any etcd server back to the named StoreError."""
-    global _BY_MESSAGE
     if _BY_MESSAGE is None:
-        _BY_MESSAGE = {}
-        for v in vars(errors).values():
-            if isinstance(v, type) and issubclass(v, errors.StoreError) and v is not errors.StoreError:
-                _BY_MESSAGE[v.message] = v
+        from_grpc_error_init()
     msg = e.details() or ""
     cls = _BY_MESSAGE.get(msg)
     if cls is not None:
@@ -413,6 +417,159 @@ def from_grpc_error(e) -> errors.StoreError:
     err = errors.StoreError(msg or str(e.code()))
     err.code = e.code().value[0]
     return err
+
+
+# ------------------------------------------------------------------------- pipeline --
+class _PipeProtocol(asyncio.Protocol):
+    def __init__(self, owner: "PipelineTransport"):
+        self.owner = owner
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc) -> None:
+        self.transport = None
+        self.owner._lost(self, exc)
+
+    def data_received(self, data: bytes) -> None:
+        from kcore.store.rpc.pipeline import HEAD, HEAD_SIZE
+        buf = self.buf
+        buf += data
+        pos, n = 0, len(buf)
+        waiting = self.owner.waiting
+        while n - pos >= HEAD_SIZE:
+            length, rid, status = HEAD.unpack_from(buf, pos)
+            end = pos + 4 + length
+            if end > n:
+                break
+            body = bytes(buf[pos + HEAD_SIZE:end])
+            pos = end
+            w = waiting.pop(rid, None)
+            if w is None:
+                continue
+            fut, resp_type = w
+            if fut.done():
+                continue
+            if status == 0:
+                fut.set_result(resp_type.FromString(body))
+            else:
+                fut.set_exception(_error_from(status, body.decode(errors="replace")))
+        del buf[:pos]
+
+
+def _error_from(code: int, message: str) -> errors.StoreError:
+    if _BY_MESSAGE is None:
+        from_grpc_error_init()
+    cls = _BY_MESSAGE.get(message)
+    if cls is not None:
+        return cls()
+    e = errors.StoreError(message)
+    e.code = code
+    return e
+
+
+class PipelineTransport:
+    """kcore's pipelined TCP protocol (kcore etcd --listen-pipeline-urls): unary calls
+    only, many in flight per connection; watches go through `watch_transport`
+    (gRPC) when one is given."""
+
+    def __init__(self, endpoints: list[str], connections: int = 1, timeout: float = 10.0,
+                 watch_transport: "GrpcTransport | None" = None):
+        self.endpoints = [e.split("://", 1)[-1] for e in endpoints]
+        self.n_conns = connections
+        self.timeout = timeout
+        self.conns: list[_PipeProtocol] = []
+        self.waiting: dict[int, tuple[asyncio.Future, type]] = {}
+        self.next_id = 0
+        self.rr = 0
+        self.pending: dict[_PipeProtocol, list[bytes]] = {}
+        self._flush_scheduled = False
+        self._connecting: asyncio.Future | None = None
+        self.watch_transport = watch_transport
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        last: Exception | None = None
+        for i in range(len(self.endpoints)):
+            host, _, port = self.endpoints[(self.rr + i) % len(self.endpoints)].rpartition(":")
+            try:
+                conns = []
+                for _ in range(self.n_conns):
+                    _, proto = await loop.create_connection(lambda: _PipeProtocol(self),
+                                                            host, int(port))
+                    conns.append(proto)
+                self.conns = conns
+                return
+            except OSError as e:
+                last = e
+        raise errors.Unhealthy(f"cannot connect to {self.endpoints}: {last}")
+
+    def _lost(self, proto: _PipeProtocol, exc) -> None:
+        if proto in self.conns:
+            self.conns.remove(proto)
+        for rid, (fut, _) in list(self.waiting.items()):
+            if not fut.done():
+                fut.set_exception(errors.Unhealthy("connection lost"))
+        self.waiting.clear()
+
+    async def unary(self, method: str, request):
+        from kcore.store.rpc import pipeline
+        from kcore.store.rpc.pb import rpc_pb2 as m
+        if not self.conns:
+            if self._connecting is None:
+                self._connecting = asyncio.ensure_future(self._connect())
+            try:
+                await self._connecting
+            finally:
+                self._connecting = None
+        code = pipeline.NAME_CODE[method]
+        resp_name = {"Compact": "CompactionResponse"}.get(method, method + "Response")
+        self.next_id = rid = (self.next_id + 1) & 0xFFFFFFFF
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[rid] = (fut, getattr(m, resp_name))
+        self.rr += 1
+        conn = self.conns[self.rr % len(self.conns)]
+        self.pending.setdefault(conn, []).append(pipeline.frame(rid, code,
+                                                                request.SerializeToString()))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await asyncio.wait_for(fut, self.timeout) if self.timeout else await fut
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self.pending = self.pending, {}
+        for conn, frames in pending.items():
+            if conn.transport is not None:
+                conn.transport.write(b"".join(frames))
+
+    async def keep_alive_once(self, lease_id: int) -> int:
+        if self.watch_transport is None:
+            raise errors.NotCapable("keep-alive needs a gRPC transport")
+        return await self.watch_transport.keep_alive_once(lease_id)
+
+    def watch(self, create: pb.WatchCreateRequest):
+        if self.watch_transport is None:
+            raise errors.NotCapable("watch needs a gRPC transport")
+        return self.watch_transport.watch(create)
+
+    async def close(self) -> None:
+        for c in self.conns:
+            if c.transport is not None:
+                c.transport.close()
+        self.conns = []
+        if self.watch_transport is not None:
+            await self.watch_transport.close()
+
+
+def connect_pipeline(endpoints: list[str] | str, connections: int = 1,
+                     grpc_endpoints: list[str] | None = None, timeout: float = 10.0) -> Client:
+    if isinstance(endpoints, str):
+        endpoints = [e for e in endpoints.split(",") if e]
+    wt = GrpcTransport(grpc_endpoints, None, timeout) if grpc_endpoints else None
+    return Client(PipelineTransport(endpoints, connections, timeout, wt))
 
 
 def connect(endpoints: list[str] | str, tls: TLSConfig | None = None,

@@ -44,6 +44,7 @@ class ServerConfig:
     peer_trusted_ca_file: str = ""
     peer_client_cert_auth: bool = False
     frontend: str = "auto"          # auto | native | grpc
+    listen_pipeline_urls: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.data_dir:

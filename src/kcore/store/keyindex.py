@@ -78,14 +78,26 @@ class KeyRecord:
 
 
 class KeyIndex:
-    """Keys in byte order, each with its KeyRecord."""
+    """Keys in byte order, each with its KeyRecord.
+
+    New keys join the sorted order lazily: writes only append them to a pending
+    list, and the next ordered read merges the batch in one go (a write-heavy
+    store rarely reads ranges between two writes)."""
 
     def __init__(self) -> None:
         self.records: dict[bytes, KeyRecord] = {}
-        self.sorted = SortedList()
+        self._sorted = SortedList()
+        self._pending: list[bytes] = []
 
     def __len__(self) -> int:
         return len(self.records)
+
+    @property
+    def sorted(self) -> SortedList:
+        if self._pending:
+            self._sorted.update(self._pending)
+            self._pending = []
+        return self._sorted
 
     def get(self, key: bytes) -> KeyRecord | None:
         return self.records.get(key)
@@ -94,8 +106,12 @@ class KeyIndex:
         rec = self.records.get(key)
         if rec is None:
             rec = self.records[key] = KeyRecord()
-            self.sorted.add(key)
+            self._pending.append(key)
         return rec
+
+    def add_all(self, keys) -> None:
+        """Bulk load (start-up): keys already in `records`."""
+        self._pending.extend(keys)
 
     def remove(self, key: bytes) -> None:
         if self.records.pop(key, None) is not None:

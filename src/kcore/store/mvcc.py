@@ -88,8 +88,9 @@ class MVCC:
     def _restore(self) -> None:
         b = self.backend
         with b.env.begin() as txn:
-            self.rev = b.get_u64(txn, _META_REV)
             self.compact_rev = b.get_u64(txn, _META_COMPACT)
+            # older data dirs recorded the revision in meta; now it is derived
+            self.rev = max(b.get_u64(txn, _META_REV), self.compact_rev)
             scheduled = b.get_u64(txn, _META_SCHEDULED_COMPACT)
             cur = txn.cursor(db=b.key)
             idx = self.index
@@ -106,7 +107,7 @@ class MVCC:
                     rec.create, rec.version, rec.lease = kv.create_revision, kv.version, kv.lease
                 if (p >> MAIN_SHIFT) > self.rev:
                     self.rev = p >> MAIN_SHIFT
-            idx.sorted.update(idx.records.keys())
+            idx.add_all(idx.records.keys())
         if scheduled > self.compact_rev:
             # a crash interrupted a compaction: finish it
             with b.env.begin(write=True) as txn:
@@ -239,6 +240,30 @@ class WriteTxn:
         self.changes.append(ch)
         return ch
 
+    def put_plain(self, key: bytes, value: bytes) -> Change:
+        """`put` of a key with no lease, flattened: the common write, kept short."""
+        changes = self.changes
+        sub = len(changes)
+        m = self.mvcc
+        rec = m.index.records.get(key)
+        if rec is None:
+            rec = m.index.get_or_create(key)
+        main = self.main
+        revs = rec.revs
+        if revs and not revs[-1] & 1:
+            prev, create, version, prev_lease = revs[-1], rec.create, rec.version + 1, rec.lease
+        else:
+            prev, create, version, prev_lease = None, main, 1, 0
+        kv = KeyValue(key=key, create_revision=create, mod_revision=main, version=version,
+                      value=value)
+        p = (main << MAIN_SHIFT) | (sub << 1)
+        self.txn.put(_REV.pack(main, sub), kv.SerializeToString(), db=m.backend.key)
+        revs.append(p)
+        rec.create, rec.version, rec.lease = create, version, 0
+        ch = Change(PUT, kv, prev, prev_lease)
+        changes.append(ch)
+        return ch
+
     def delete_range(self, key: bytes, range_end: bytes) -> list[Change]:
         m = self.mvcc
         end = key_range(key, range_end)
@@ -263,10 +288,11 @@ class WriteTxn:
         return out
 
     def end(self) -> WriteResult:
+        """Publish the revision. It needs no record of its own: on restart it is the
+        newest revision in the key bucket (or the compacted revision, if newer)."""
         m = self.mvcc
         if self.changes:
             m.rev = self.main
-            m.backend.put_u64(self.txn, _META_REV, self.main)
         return WriteResult(m.rev, self.changes)
 
 

@@ -36,33 +36,17 @@ import collections
 import logging
 import ssl
 import time
-import types
 from typing import Any
 
 from kcore._native import h2grpc
 from kcore.store.errors import CANCELLED, DEADLINE_EXCEEDED, INTERNAL, OK, UNKNOWN, StoreError
+from kcore.store.rpc.coro import resume as _resume
 from kcore.store.rpc.registry import BIDI_STREAM, SERVER_STREAM, UNARY, Registry
 
 log = logging.getLogger(__name__)
 
 _KIND = {UNARY: 1, SERVER_STREAM: 2, BIDI_STREAM: 3}
 DEFAULT_MAX_RECV = 2 * 1024 * 1024 + 512 * 1024
-
-
-@types.coroutine
-def _resume(coro, pending):
-    """Continue a coroutine that was started outside a Task and suspended on
-    `pending` (what it yielded): hand `pending` to the Task, then delegate."""
-    while True:
-        try:
-            yield pending
-        except BaseException as exc:  # noqa: BLE001 - forwarded into the handler
-            try:
-                pending = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-            continue
-        return (yield from coro)
 
 
 class _Requests:
