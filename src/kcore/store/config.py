@@ -14,7 +14,9 @@ class ServerConfig:
     data_dir: str = ""
     listen_client_urls: list[str] = field(default_factory=lambda: ["http://localhost:2379"])
     advertise_client_urls: list[str] = field(default_factory=lambda: ["http://localhost:2379"])
-    listen_peer_urls: list[str] = field(default_factory=lambda: ["http://localhost:2380"])
+    # an embedded one-member store needs no peer listener; `kcore etcd` passes etcd's
+    # default (http://localhost:2380) from its flags
+    listen_peer_urls: list[str] = field(default_factory=list)
     initial_advertise_peer_urls: list[str] = field(
         default_factory=lambda: ["http://localhost:2380"])
     initial_cluster: str = ""
