@@ -198,7 +198,8 @@ class _Recipe:
 
 
 class _Shape:
-    __slots__ = ("info", "ports", "profile", "pv", "seen", "state", "static_key", "usage")
+    __slots__ = ("failure", "info", "ports", "profile", "pv", "seen", "state", "static_key",
+                 "usage")
 
     def __init__(self, info: PodInfo, profile: Profile | None) -> None:
         self.info = info
@@ -210,6 +211,7 @@ class _Shape:
         self.ports = False
         self.seen = 0
         self.state: _State | None = None
+        self.failure: tuple | None = None
 
 
 def _next_pow2(n: int) -> int:
@@ -518,10 +520,20 @@ class Scheduler:
         pv[k.PV_FLAGS] = flags
         return pv
 
+    def _fit_error(self, shape: _Shape) -> str:
+        """kube's FailedScheduling message; kept per shape until the table changes."""
+        t = self.table
+        stamp = (t.seq, t.layout_version, t.static_version)
+        if shape.failure is not None and shape.failure[0] == stamp:
+            return shape.failure[1]
+        message = fit_error_message(shape.profile, shape.info, t)
+        shape.failure = (stamp, message)
+        return message
+
     def _fail(self, shape: _Shape, keys: list[str], i: int, j: int, out: list,
               message: str | None = None) -> None:
         if message is None:
-            message = fit_error_message(shape.profile, shape.info, self.table)
+            message = self._fit_error(shape)
         out.extend(Decision(key, None, message) for key in keys[i:j])
 
     def _run(self, shape: _Shape, keys: list[str], i: int, j: int, out: list) -> None:
@@ -567,7 +579,7 @@ class Scheduler:
             t.cols, n, st, pv, blocked, self._out, self._fbuf, self._ibuf, self.seed,
             self.draws, usage.pairs, t.log, t.log_len)
         if row < 0:
-            out.append(Decision(key, None, fit_error_message(shape.profile, shape.info, t)))
+            out.append(Decision(key, None, self._fit_error(shape)))
             return
         node = t.names[row]
         t.record_assumed_one(key, node, usage)
