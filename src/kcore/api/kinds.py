@@ -84,7 +84,17 @@ def load() -> None:
     global _loaded
     if _loaded:
         return
-    from kcore.api import apps, autoscaling, coordination, core, meta_schema, schema  # noqa: F401
+    from kcore.api import (  # noqa: F401  # noqa: F401
+        apps,
+        authentication,
+        authorization,
+        autoscaling,
+        coordination,
+        core,
+        meta_schema,
+        rbac,
+        schema,
+    )
 
     schema.finalize()
     _loaded = True

@@ -20,8 +20,14 @@ from aiohttp import web
 from kcore import __version__
 from kcore.api import errors as E
 from kcore.api import schema
-from kcore.apiserver import discovery, tables
-from kcore.apiserver.auth import AlwaysAllow, InsecureAuthenticator, RequestInfo, forbidden_message
+from kcore.apiserver import discovery, reviews, tables
+from kcore.apiserver.auth import (
+    CURRENT,
+    AlwaysAllow,
+    InsecureAuthenticator,
+    RequestInfo,
+    forbidden_message,
+)
 from kcore.apiserver.patch import PatchError, apply_patch, strategic_merge
 from kcore.apiserver.registry import Registry
 
@@ -73,20 +79,21 @@ def request_info(request: web.Request) -> RequestInfo:
     parts = [p for p in path.split("/") if p]
     verb = VERBS.get(request.method, request.method.lower())
     info = RequestInfo(path=path, verb=verb)
+    nonresource = RequestInfo(path=path, verb=request.method.lower())   # kube: the method
     if not parts or parts[0] not in ("api", "apis"):
-        return info
+        return nonresource
     if parts[0] == "api":
         if len(parts) < 2:
-            return info
+            return nonresource
         rest = parts[2:]
         info.api_prefix, info.version = "api", parts[1]
     else:
         if len(parts) < 3:
-            return info
+            return nonresource
         rest = parts[3:]
         info.api_prefix, info.group, info.version = "apis", parts[1], parts[2]
     if not rest:
-        return info
+        return nonresource
     info.is_resource = True
     watch_prefix = False
     if rest[0] == "watch":
@@ -159,12 +166,17 @@ async def auth(request: web.Request, handler):
         raise E.ApiError(401, "Unauthorized", "Unauthorized")
     request["user"] = user
     info = request["info"]
-    ok, reason = await request.app[AUTHZ_KEY].authorize(user, info)
+    authorizer = request.app[AUTHZ_KEY]
+    ok, reason = await authorizer.authorize(user, info)
     if not ok:
         raise E.ApiError(403, "Forbidden", forbidden_message(user, info, reason),
                          {"name": info.name, "group": info.group, "kind": info.resource}
-                         if info.is_resource else None)
-    return await handler(request)
+                         if info.is_resource else {})
+    token = CURRENT.set((user, authorizer))
+    try:
+        return await handler(request)
+    finally:
+        CURRENT.reset(token)
 
 
 def make_app(server: APIServer, authenticator=None, authorizer=None) -> web.Application:
@@ -188,7 +200,7 @@ def _not_found_path() -> E.ApiError:
 class Handlers:
     def __init__(self, server: APIServer):
         self.s = server
-        self._kinds = [r.kind for r in server.registries.values()]
+        self._kinds = [r.kind for r in server.registries.values()] + server.review_kinds
         self._by_gv: dict[str, list] = {}
         for k in self._kinds:
             self._by_gv.setdefault(k.api_version, []).append(k)
@@ -251,7 +263,7 @@ class Handlers:
             if c == "etcd":
                 try:
                     await asyncio.wait_for(self.s.storage.health(), 2.0)
-                except Exception as e:  # noqa: BLE001 - reported as a failed check
+                except Exception as e:
                     log.warning("%s/etcd: %s", kind, e)
                     ok = False
             elif c == "informer-sync":
@@ -287,8 +299,18 @@ class Handlers:
             if info.resource == "bindings" and not info.group and info.namespace and \
                     info.verb == "create" and not info.name:
                 return await self.binding(request, info, self.s.registry("", "v1", "pods"))
+            review = reviews.HANDLERS.get((info.group, info.version, info.resource))
+            if review is not None and not info.name and not info.subresource:
+                return await self.review(request, info, review)
             raise _not_found_path()
         k = reg.kind
+        if info.subresource == "token" and k.plural == "serviceaccounts" and not k.group:
+            if info.verb != "create":
+                raise E.method_not_allowed()
+            body, _ = await self._body(request)
+            out = await reviews.token_request(self.s, request.get("user"), body,
+                                              info.namespace, info.name)
+            return json_response(out, 201)
         if info.subresource:
             if info.subresource not in k.subresources:
                 raise _not_found_path()
@@ -316,6 +338,17 @@ class Handlers:
         if verb == "deletecollection":
             return await self.delete_collection(request, reg, info)
         raise E.method_not_allowed()
+
+    async def review(self, request, info: RequestInfo, handler) -> web.Response:
+        """The create-only reviews (reviews.py): decoded body in, answer out, no storage."""
+        if info.verb != "create":
+            raise E.method_not_allowed()
+        namespaced = info.resource == "localsubjectaccessreviews"
+        if namespaced != bool(info.namespace):
+            raise _not_found_path()
+        body, _ = await self._body(request)
+        return json_response(await handler(self.s, request.get("user"), body, info.namespace),
+                             201)
 
     def respond(self, request, reg: Registry, obj: dict, status: int = 200,
                 warnings: list[str] | None = None) -> web.Response:

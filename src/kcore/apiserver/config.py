@@ -28,14 +28,23 @@ class Config:
     gc_finalizers: bool = False         # keep orphan/foregroundDeletion finalizers (needs GC)
     advertise_address: str = "127.0.0.1"
     verbosity: int = 0
-    # accepted and stored for the secure port (implemented by the authn/authz work)
-    secure_port: int = 6443
+    # the secure port (secure.py): HTTPS with authentication and authorization.
+    # `kcore apiserver` defaults to 6443 on 0.0.0.0 as kube-apiserver; an embedded
+    # Config serves no HTTPS unless asked (0: any free port, -1: off).
+    secure_port: int = -1
     bind_address: str = "0.0.0.0"
-    tls_cert_file: str = ""
+    tls_cert_file: str = ""             # empty: self-signed apiserver.crt in cert_dir
     tls_private_key_file: str = ""
     client_ca_file: str = ""
     token_auth_file: str = ""
     basic_auth_file: str = ""
+    anonymous_auth: bool = True
     authorization_mode: list[str] = field(default_factory=lambda: ["AlwaysAllow"])
     authorization_policy_file: str = ""
-    cert_dir: str = "/var/run/kubernetes"
+    cert_dir: str = ""                  # empty: <data_dir>/pki
+    service_account_key_files: list[str] = field(default_factory=list)
+    service_account_signing_key_file: str = ""   # empty: sa.key in cert_dir (generated)
+    service_account_issuers: list[str] = field(
+        default_factory=lambda: ["https://kubernetes.default.svc.cluster.local"])
+    api_audiences: list[str] = field(default_factory=list)   # empty: the first issuer
+    service_account_lookup: bool = True

@@ -44,6 +44,9 @@ def resource_list(gv: str, kinds: list[Kind]) -> dict:
     if gv == "v1":
         res.append({"name": "bindings", "singularName": "binding", "namespaced": True,
                     "kind": "Binding", "verbs": ["create"]})
+        res.append({"name": "serviceaccounts/token", "singularName": "", "namespaced": True,
+                    "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest",
+                    "verbs": ["create"]})
         res.sort(key=lambda r: r["name"])
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
             "resources": res}

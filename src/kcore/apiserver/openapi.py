@@ -104,8 +104,6 @@ def document(gv: str, kinds: list[Kind]) -> dict:
     mut = [Q_PRETTY, Q_DRY_RUN, Q_FIELD_MANAGER, Q_FIELD_VALIDATION]
     for k in kinds:
         roots.append(k.schema)
-        ln, ls = _list_schema(k)
-        extra_schemas[ln] = ls
         K = _camel(k)
         nsd = "Namespaced" if k.namespaced else ""
         name_p = _param("name", "path", f"name of the {K}", True)
@@ -114,6 +112,12 @@ def document(gv: str, kinds: list[Kind]) -> dict:
         coll = f"{base}/namespaces/{{namespace}}/{k.plural}" if k.namespaced \
             else f"{base}/{k.plural}"
         item = f"{coll}/{{name}}"
+        if tuple(k.verbs) == ("create",):     # reviews: create-only, never stored
+            paths[coll] = {"post": _op("post", k, f"create{ver}{nsd}{K}", k.schema,
+                                       [*ns_p, *mut], body=k.schema, code="201")}
+            continue
+        ln, ls = _list_schema(k)
+        extra_schemas[ln] = ls
         paths[coll] = {
             "get": _op("list", k, f"list{ver}{nsd}{K}", ln, [*ns_p, Q_PRETTY, *LIST_PARAMS]),
             "post": _op("post", k, f"create{ver}{nsd}{K}", k.schema, [*ns_p, *mut],
@@ -136,7 +140,10 @@ def document(gv: str, kinds: list[Kind]) -> dict:
             paths[f"{base}/{k.plural}"] = {
                 "get": _op("list", k, f"list{ver}{K}ForAllNamespaces", ln,
                            [Q_PRETTY, *LIST_PARAMS])}
-        for sub in k.subresources:
+        subs = list(k.subresources)
+        if k.plural == "serviceaccounts" and not k.group:
+            subs.append("token")
+        for sub in subs:
             sp = f"{item}/{sub}"
             if sub == "status":
                 paths[sp] = {
@@ -174,6 +181,12 @@ def document(gv: str, kinds: list[Kind]) -> dict:
                     "x-kubernetes-action": "get",
                     "x-kubernetes-group-version-kind": {"group": "", "version": "v1",
                                                         "kind": "Pod"}}}
+            elif sub == "token":
+                tr = "io.k8s.api.authentication.v1.TokenRequest"
+                roots.append(tr)
+                paths[sp] = {"post": _op("post", k, f"create{ver}{nsd}{K}Token", tr,
+                                         [name_p, *ns_p, *mut], body=tr, code="201",
+                                         gvk=("authentication.k8s.io", "v1", "TokenRequest"))}
             elif sub == "finalize":
                 paths[sp] = {"put": _op("put", k, f"replace{ver}{nsd}{K}Finalize", k.schema,
                                         [name_p, *mut], body=k.schema)}

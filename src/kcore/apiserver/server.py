@@ -47,11 +47,21 @@ class APIServer:
         self.admission = Chain(self, config.admission_plugins)
         self.runners: list[web.AppRunner] = []
         self.port = 0
+        self.secure_port = 0                # the bound HTTPS port (0: not serving)
+        from kcore.apiserver.auth import AlwaysAllow
+        from kcore.apiserver.rbac import RBACAuthorizer
+        self.rbac = RBACAuthorizer(self)
+        self.authorizer = AlwaysAllow()     # the configured chain (secure.setup)
+        self.service_accounts = None        # ServiceAccountTokens
+        self.token_authenticator = None     # the secure port's RequestAuthenticator
+        from kcore.api.authentication import REVIEW_KINDS as AUTHN_REVIEWS
+        from kcore.api.authorization import REVIEW_KINDS as AUTHZ_REVIEWS
+        self.review_kinds = [*AUTHZ_REVIEWS, *AUTHN_REVIEWS]
         self.started = time.time()
         self._event_lease = (0, 0.0)
         self._lease_lock = asyncio.Lock()
         K.load()
-        self.openapi = OpenAPI(K.all_kinds())
+        self.openapi = OpenAPI(K.all_kinds() + self.review_kinds)
 
     # -- wiring -------------------------------------------------------------------------
     async def _open_storage(self) -> None:
@@ -69,7 +79,8 @@ class APIServer:
             from kcore.store.server import EtcdServer
             os.makedirs(self.config.data_dir, exist_ok=True)
             self.embedded = EtcdServer(ServerConfig(
-                name="apiserver", data_dir=os.path.join(self.config.data_dir, "store")))
+                name="apiserver", data_dir=os.path.join(self.config.data_dir, "store"),
+                listen_peer_urls=[]))       # one member: no peer port (2380 stays free)
             await self.embedded.start()
             self.storage = StoreStorage(sc.local(self.embedded))
 
@@ -86,6 +97,10 @@ class APIServer:
                 await asyncio.sleep(0.2)
         svc_hooks = ServiceHooks(self.ips, self.ports)
         self.hooks = {"services": svc_hooks, "resourcequotas": QuotaHooks(self.admission.quota)}
+        from kcore.apiserver import rbac, secure
+        esc = rbac.EscalationHooks(self.rbac)
+        self.hooks.update({p: esc for p in rbac.PLURALS})
+        secure.setup(self)
         for k in K.all_kinds():
             self.registries[(k.group, k.version, k.plural)] = Registry(self, k)
         for r in self.registries.values():
@@ -93,7 +108,18 @@ class APIServer:
         for r in self.registries.values():
             await asyncio.wait_for(r.cache.ready.wait(), 60)
         svc_hooks.rebuild([e.obj for e in self.registry("", "v1", "services").cache.list()])
-        await self.bootstrap()
+        secure_sock = None
+        if serve and self.config.secure_port >= 0:
+            secure_sock = secure.bind_socket(self.config.bind_address, self.config.secure_port)
+            self.secure_port = secure_sock.getsockname()[1]
+        try:
+            await self.bootstrap()
+            if "RBAC" in self.config.authorization_mode:
+                await rbac.bootstrap(self)
+        except BaseException:
+            if secure_sock is not None:
+                secure_sock.close()
+            raise
         # Long-lived cached objects would make every full GC walk the whole cache; move
         # what exists now out of the collector's view and collect young objects less often.
         gc.collect()
@@ -111,6 +137,26 @@ class APIServer:
             self.port = runner.addresses[0][1]
             log.info("serving insecurely on http://%s:%d", self.config.insecure_bind_address,
                      self.port)
+        if secure_sock is not None:
+            await self._serve_secure(secure_sock)
+
+    async def _serve_secure(self, sock) -> None:
+        from kcore.apiserver import secure
+        from kcore.apiserver.app import make_app
+        c = self.config
+        try:
+            cert, key = secure.serving_files(c)
+            ctx = secure.ssl_context(cert, key, c.client_ca_file)
+        except BaseException:
+            sock.close()
+            raise
+        app = make_app(self, self.token_authenticator, self.authorizer)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.SockSite(runner, sock, ssl_context=ctx, backlog=1024).start()
+        self.runners.append(runner)
+        log.info("serving securely on https://%s:%d (authorization: %s)", c.bind_address,
+                 self.secure_port, ",".join(c.authorization_mode))
 
     async def stop(self) -> None:
         for r in self.runners:
@@ -150,7 +196,8 @@ class APIServer:
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
             await _ensure(ns.create({"metadata": {"name": name}}, ""))
         svc = self.registry("", "v1", "services")
-        port = self.config.secure_port or 443
+        port = self.secure_port or (self.config.secure_port if self.config.secure_port > 0
+                                    else 6443)
         await _ensure(svc.create({
             "metadata": {"name": "kubernetes", "namespace": "default",
                          "labels": {"component": "apiserver", "provider": "kubernetes"}},

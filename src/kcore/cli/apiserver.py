@@ -49,9 +49,9 @@ def apiserver_flags(prog: str = "kcore apiserver") -> FlagSet:
       "apiserver to members of the cluster")
     a("v", "int", 0, "number for the log level verbosity")
     a("log-level", "str", "info", "kcore: debug, info, warn, error")
-    # secure serving and auth: parsed and stored (implemented by the secure port)
+    # secure serving and auth (kcore.apiserver.secure)
     a("secure-port", "int", 6443, "the port on which to serve HTTPS with authentication and "
-      "authorization")
+      "authorization (0: any free port, -1: disabled)")
     a("bind-address", "str", "0.0.0.0", "the IP address on which to listen for the "
       "--secure-port port")
     a("tls-cert-file", "str", "", "file containing the default x509 certificate for HTTPS")
@@ -63,12 +63,25 @@ def apiserver_flags(prog: str = "kcore apiserver") -> FlagSet:
       "authentication")
     a("basic-auth-file", "str", "", "file used to admit requests via HTTP basic "
       "authentication")
+    a("anonymous-auth", "bool", True, "enables anonymous requests to the secure port "
+      "(user system:anonymous, group system:unauthenticated)")
     a("authorization-mode", "list", ["AlwaysAllow"], "ordered list of plug-ins to do "
-      "authorization on secure port")
+      "authorization on secure port: AlwaysAllow, AlwaysDeny, ABAC, RBAC, Node")
     a("authorization-policy-file", "str", "", "file with authorization policy in json line "
       "by line format (ABAC)")
-    a("cert-dir", "str", "/var/run/kubernetes", "the directory where the TLS certs are "
-      "located")
+    a("cert-dir", "str", "", "the directory where the TLS certs are located; the "
+      "self-signed serving certificate and the service-account key are generated here "
+      "(default: <data-dir>/pki)")
+    a("service-account-key-file", "list", [], "PEM files with keys (public or private, or "
+      "certificates) that verify ServiceAccount tokens", repeated=True)
+    a("service-account-signing-key-file", "str", "", "private key that signs "
+      "ServiceAccount tokens (default: sa.key in --cert-dir, generated)")
+    a("service-account-issuer", "list", ["https://kubernetes.default.svc.cluster.local"],
+      "issuer of ServiceAccount tokens (the first one is used to sign)", repeated=True)
+    a("service-account-lookup", "bool", True, "validate that ServiceAccount tokens' "
+      "accounts (and secrets) still exist")
+    a("api-audiences", "list", [], "audiences of the API; tokens must name one "
+      "(default: the first --service-account-issuer)")
     return fs
 
 
@@ -94,7 +107,12 @@ def config_from_flags(o):
         tls_cert_file=o.tls_cert_file, tls_private_key_file=o.tls_private_key_file,
         client_ca_file=o.client_ca_file, token_auth_file=o.token_auth_file,
         basic_auth_file=o.basic_auth_file, authorization_mode=list(o.authorization_mode),
-        authorization_policy_file=o.authorization_policy_file, cert_dir=o.cert_dir)
+        authorization_policy_file=o.authorization_policy_file, cert_dir=o.cert_dir,
+        anonymous_auth=o.anonymous_auth,
+        service_account_key_files=list(o.service_account_key_file),
+        service_account_signing_key_file=o.service_account_signing_key_file,
+        service_account_issuers=list(o.service_account_issuer),
+        service_account_lookup=o.service_account_lookup, api_audiences=list(o.api_audiences))
 
 
 def setup_logging(level: str, v: int) -> None:
@@ -135,13 +153,20 @@ async def serve(cfg, extra_start=None) -> int:
     except ValueError as e:
         print(f"kcore apiserver: {e}", file=sys.stderr)
         return 2
-    await server.start()
+    try:
+        await server.start()
+    except (ValueError, OSError) as e:
+        print(f"kcore apiserver: {e}", file=sys.stderr)
+        await server.stop()
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"kcore apiserver: serving on http://{cfg.insecure_bind_address}:{server.port}",
-          file=sys.stderr, flush=True)
+    where = f"http://{cfg.insecure_bind_address}:{server.port}" if server.port else ""
+    if server.secure_port:
+        where += (", " if where else "") + f"https://{cfg.bind_address}:{server.secure_port}"
+    print(f"kcore apiserver: serving on {where}", file=sys.stderr, flush=True)
     await stop.wait()
     log.info("stopping")
     await server.stop()

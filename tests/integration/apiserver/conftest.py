@@ -35,7 +35,8 @@ class Cluster:
     def start(self) -> Cluster:
         args = [sys.executable, "-m", "kcore.cli.main", "apiserver",
                 f"--insecure-port={self.port}", "--service-cluster-ip-range=10.0.0.0/24",
-                f"--data-dir={os.path.join(self.root, 'data')}"]
+                f"--data-dir={os.path.join(self.root, 'data')}",
+                "--secure-port=0", "--bind-address=127.0.0.1"]
         if self.backend == "etcd":
             if ETCD is None:
                 pytest.skip("etcd (Debian etcd-server) not installed")

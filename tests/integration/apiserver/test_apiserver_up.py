@@ -17,6 +17,7 @@ def test_kcore_up_serves_api_and_store():
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "kcore.cli.main", "up",
                                  f"--data-dir={root}/data", f"--insecure-port={port}",
+                                 "--secure-port=0", "--bind-address=127.0.0.1",
                                  f"--listen-client-urls=http://127.0.0.1:{cport}"],
                                 stdout=fh, stderr=subprocess.STDOUT)
     try:
