@@ -50,6 +50,7 @@ class Member:
         self.peer_scheme = peer_scheme
         self.initial_cluster: str | None = None   # set by Cluster
         self.state = "new"
+        self.listen_peer_port = self.peer_port     # differs when a proxy sits in front
         self.proc: subprocess.Popen | None = None
         self.log_path = os.path.join(os.path.dirname(data_dir.rstrip("/")) or ".",
                                      f"{name}.log")
@@ -68,10 +69,11 @@ class Member:
 
     def args(self) -> list[str]:
         peer = self.peer_url
+        listen = f"{self.peer_scheme}://127.0.0.1:{self.listen_peer_port}"
         return [sys.executable, "-m", "kcore.cli.main", "etcd", "--name", self.name,
                 "--data-dir", self.data_dir,
                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--listen-peer-urls", listen, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", self.initial_cluster or f"{self.name}={peer}",
                 "--initial-cluster-state", self.state, *self.extra]
 
@@ -93,6 +95,10 @@ class Member:
                 return fh.read().decode(errors="replace")[-5000:]
         except OSError:
             return ""
+
+    def signal(self, sig) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
 
     def kill9(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -218,3 +218,27 @@ def hub_watcher(hub, wid):
         if w.id == wid:
             return w
     raise KeyError(wid)
+
+
+def test_watch_from_a_future_revision_gets_nothing_older(data_dir):
+    """A watch created on a member that has not reached its start revision yet
+    (a lagging follower) must not see the older changes as they are applied."""
+    cfg = ServerConfig(name="s", data_dir=os.path.join(data_dir, "d"))
+
+    async def main():
+        srv = EtcdServer(cfg)
+        await srv.start()
+        c = sc.local(srv)
+        try:
+            await c.put_kv(b"f/a", b"1")
+            start = srv.mvcc.rev + 3
+            sink = Sink()
+            srv.hub.add(Watcher(1, b"f/", b"f0", start, sink))
+            for i in range(5):
+                await c.put_kv(b"f/a", str(i).encode())
+            revs_seen = len(sink.got)
+            assert revs_seen == 3, sink.got   # revisions start, start+1, start+2
+            assert [g[2] for g in sink.got] == [b"2", b"3", b"4"]
+        finally:
+            await srv.stop()
+    run(main())

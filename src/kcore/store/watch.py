@@ -123,6 +123,11 @@ class WatchHub:
         txn = None
         try:
             for w, chs in per.items():
+                if chs[0].kv.mod_revision < w.next_rev:
+                    # created with a start revision this member had not reached yet
+                    chs = [c for c in chs if c.kv.mod_revision >= w.next_rev]
+                    if not chs:
+                        continue
                 if not w.sink.has_room():
                     # too slow: feed it from history, starting with this batch
                     w.next_rev = chs[0].kv.mod_revision
