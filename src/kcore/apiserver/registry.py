@@ -532,6 +532,10 @@ class Registry:
             if isinstance(graceful, _Unchanged):
                 return dict(graceful), False
             if graceful is not None:
+                # admission sees a graceful delete too (the immortal namespaces); what
+                # it would add to the txn (quota release) waits for the final delete
+                await self.server.admission.validate(Attributes(
+                    "DELETE", k, ns, name, None, obj, user=user, dry_run=True), Extras())
                 if dry_run:
                     return graceful, False
                 res = await self.storage.txn([Cond(key, ent.rev)],
