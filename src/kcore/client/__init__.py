@@ -1,0 +1,140 @@
+"""kcore's shared client layer: every component talks to the API server through it.
+
+- `Client` (rest.py): async REST verbs over aiohttp, objects as dicts, errors as
+  named exceptions (errors.py); `build_config`/`load_kubeconfig` (config.py).
+- `SharedInformerFactory`/`SharedInformer` (informer.py): list + watch into an
+  `Indexer` (store.py), events to handlers.
+- `RateLimitingQueue` (workqueue.py): keys for workers, one worker per key.
+- `LeaderElector` (leaderelection.py): one active instance per Lease.
+- `EventRecorder` (events.py): core/v1 Events with repeat aggregation.
+See docs/client.md.
+"""
+from kcore.client.config import (
+                                 ClientConfig,
+                                 ConfigError,
+                                 build_config,
+                                 in_cluster_config,
+                                 load_kubeconfig,
+)
+from kcore.client.errors import (
+                                 AlreadyExists,
+                                 ApiError,
+                                 BadRequest,
+                                 Conflict,
+                                 Expired,
+                                 Forbidden,
+                                 Gone,
+                                 InternalError,
+                                 Invalid,
+                                 MethodNotAllowed,
+                                 NotFound,
+                                 ServiceUnavailable,
+                                 Timeout,
+                                 TooManyRequests,
+                                 TransportError,
+                                 Unauthorized,
+                                 error_from_status,
+)
+from kcore.client.events import NORMAL, WARNING, EventRecorder
+from kcore.client.informer import SharedInformer, SharedInformerFactory, wait_for_cache_sync
+from kcore.client.leaderelection import LeaderElectionConfig, LeaderElector
+from kcore.client.resources import (
+                                 CONFIG_MAPS,
+                                 DEPLOYMENTS,
+                                 ENDPOINTS,
+                                 EVENTS,
+                                 HORIZONTAL_POD_AUTOSCALERS,
+                                 LEASES,
+                                 LIMIT_RANGES,
+                                 NAMESPACES,
+                                 NODES,
+                                 PERSISTENT_VOLUME_CLAIMS,
+                                 PODS,
+                                 REPLICA_SETS,
+                                 REPLICATION_CONTROLLERS,
+                                 RESOURCE_QUOTAS,
+                                 SECRETS,
+                                 SERVICE_ACCOUNTS,
+                                 SERVICES,
+                                 Resource,
+                                 RESTMapper,
+)
+from kcore.client.rest import Client, ResourceClient, WatchEvent
+from kcore.client.store import Indexer, deep_copy, meta_namespace_key, split_key
+from kcore.client.workqueue import (
+                                 BucketRateLimiter,
+                                 DelayingQueue,
+                                 ItemExponentialFailureRateLimiter,
+                                 MaxOfRateLimiter,
+                                 RateLimitingQueue,
+                                 ShutDown,
+                                 WorkQueue,
+                                 default_controller_rate_limiter,
+)
+
+__all__ = [
+                                 "CONFIG_MAPS",
+                                 "DEPLOYMENTS",
+                                 "ENDPOINTS",
+                                 "EVENTS",
+                                 "HORIZONTAL_POD_AUTOSCALERS",
+                                 "LEASES",
+                                 "LIMIT_RANGES",
+                                 "NAMESPACES",
+                                 "NODES",
+                                 "NORMAL",
+                                 "PERSISTENT_VOLUME_CLAIMS",
+                                 "PODS",
+                                 "REPLICATION_CONTROLLERS",
+                                 "REPLICA_SETS",
+                                 "RESOURCE_QUOTAS",
+                                 "SECRETS",
+                                 "SERVICES",
+                                 "SERVICE_ACCOUNTS",
+                                 "WARNING",
+                                 "AlreadyExists",
+                                 "ApiError",
+                                 "BadRequest",
+                                 "BucketRateLimiter",
+                                 "Client",
+                                 "ClientConfig",
+                                 "ConfigError",
+                                 "Conflict",
+                                 "DelayingQueue",
+                                 "EventRecorder",
+                                 "Expired",
+                                 "Forbidden",
+                                 "Gone",
+                                 "Indexer",
+                                 "InternalError",
+                                 "Invalid",
+                                 "ItemExponentialFailureRateLimiter",
+                                 "LeaderElectionConfig",
+                                 "LeaderElector",
+                                 "MaxOfRateLimiter",
+                                 "MethodNotAllowed",
+                                 "NotFound",
+                                 "RESTMapper",
+                                 "RateLimitingQueue",
+                                 "Resource",
+                                 "ResourceClient",
+                                 "ServiceUnavailable",
+                                 "SharedInformer",
+                                 "SharedInformerFactory",
+                                 "ShutDown",
+                                 "Timeout",
+                                 "TooManyRequests",
+                                 "TransportError",
+                                 "Unauthorized",
+                                 "WatchEvent",
+                                 "WorkQueue",
+                                 "build_config",
+                                 "deep_copy",
+                                 "default_controller_rate_limiter",
+                                 "error_from_status",
+                                 "in_cluster_config",
+                                 "load_kubeconfig",
+                                 "meta_namespace_key",
+                                 "split_key",
+                                 "wait_for_cache_sync",
+]
