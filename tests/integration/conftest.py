@@ -23,13 +23,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
+def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 20.0,
+              host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((host, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
@@ -51,26 +52,28 @@ class Member:
         self.initial_cluster: str | None = None   # set by Cluster
         self.state = "new"
         self.listen_peer_port = self.peer_port     # differs when a proxy sits in front
+        self.host = "127.0.0.1"                    # a test host's address (netns)
+        self.cmd_prefix: list[str] = []            # e.g. ip netns exec NS
         self.proc: subprocess.Popen | None = None
         self.log_path = os.path.join(os.path.dirname(data_dir.rstrip("/")) or ".",
                                      f"{name}.log")
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
+        return f"{self.host}:{self.client_port}"
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"{self.peer_scheme}://127.0.0.1:{self.peer_port}"
+        return f"{self.peer_scheme}://{self.host}:{self.peer_port}"
 
     def args(self) -> list[str]:
         peer = self.peer_url
-        listen = f"{self.peer_scheme}://127.0.0.1:{self.listen_peer_port}"
-        return [sys.executable, "-m", "kcore.cli.main", "etcd", "--name", self.name,
+        listen = f"{self.peer_scheme}://{self.host}:{self.listen_peer_port}"
+        return [*self.cmd_prefix, sys.executable, "-m", "kcore.cli.main", "etcd", "--name", self.name,
                 "--data-dir", self.data_dir,
                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                 "--listen-peer-urls", listen, "--initial-advertise-peer-urls", peer,
@@ -83,7 +86,7 @@ class Member:
         self.proc = subprocess.Popen(self.args(), stdout=self.logf, stderr=subprocess.STDOUT)
         if wait:
             try:
-                wait_port(self.client_port, self.proc)
+                wait_port(self.client_port, self.proc, host=self.host)
             except Exception:
                 self.logf.flush()
                 raise RuntimeError(f"kcore etcd did not start:\n{self.log()}") from None
@@ -138,7 +141,7 @@ class Cluster:
         for m in self.members:
             m.start(wait=False)
         for m in self.members:
-            wait_port(m.client_port, m.proc)
+            wait_port(m.client_port, m.proc, host=m.host)
         return self
 
     def stop(self) -> None:
