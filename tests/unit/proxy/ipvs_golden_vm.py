@@ -51,25 +51,40 @@ def conns(vip: str) -> dict[tuple[str, int], str]:
 _case_no = 0
 
 
-def run_case(name: str, sched: str, flags: str, dests: list[tuple[str, int, int]],
-             flows: list[tuple[str, int]], vip: str = VIP, extra: list[str] | None = None) -> dict:
-    """flows: (client, port offset < 100); connection entries outlive `ipvsadm -C`,
-    so each case gets source ports of its own."""
+def run_case(name: str, sched: str, flags: str, dests: list[tuple], steps: list[tuple],
+             vip: str = VIP, persistence: int = 0, netmask: str = "") -> dict:
+    """dests: (addr, port, weight[, u_threshold, l_threshold]); steps: (client, port
+    offset < 100) opens a connection, ("edit", addr, port, weight, u, l) runs
+    `ipvsadm -e`. Connection entries outlive `ipvsadm -C`, so each case gets source
+    ports of its own; and dests of its own too: a deleted dest still referenced by
+    connections sits in the kernel's trash and would come back, counters and all."""
     global _case_no
     _case_no += 1
-    flows = [(c, 20000 + 100 * _case_no + off) for c, off in flows]
-    # dests of their own too: a deleted dest still referenced by connections sits in
-    # the kernel's trash and would come back, counters and all, in the next case
-    dests = [(f"10.244.{_case_no}.{addr.rsplit('.', 1)[1]}", port, w) for addr, port, w in dests]
-    extra = [c.replace("10.244.0.", f"10.244.{_case_no}.") for c in extra or []]
+
+    def own(addr: str) -> str:
+        return f"10.244.{_case_no}.{addr.rsplit('.', 1)[1]}"
+
+    dests = [(own(d[0]), d[1], d[2], *(d[3:] or (0, 0))) for d in dests]
+    plan = []
+    for st in steps:
+        if st[0] == "edit":
+            plan.append(["edit", own(st[1]), *st[2:]])
+        else:
+            plan.append(["flow", st[0], 20000 + 100 * _case_no + st[1]])
     sh("ipvsadm -C")
-    sh(f"ipvsadm -A -t {vip}:80 -s {sched}" + (f" -b {flags}" if flags else ""))
-    for addr, port, w in dests:
-        sh(f"ipvsadm -a -t {vip}:80 -r {addr}:{port} -m -w {w}")
-    for cmd in extra or []:
-        sh(cmd)
+    opts = f" -b {flags}" if flags else ""
+    if persistence:
+        opts += f" -p {persistence}" + (f" -M {netmask}" if netmask else "")
+    sh(f"ipvsadm -A -t {vip}:80 -s {sched}{opts}")
+    for addr, port, w, u, lo in dests:
+        sh(f"ipvsadm -a -t {vip}:80 -r {addr}:{port} -m -w {w} -x {u} -y {lo}")
     socks, got = [], []
-    for client, sport in flows:
+    for st in plan:
+        if st[0] == "edit":
+            _, addr, port, w, u, lo = st
+            sh(f"ipvsadm -e -t {vip}:80 -r {addr}:{port} -m -w {w} -x {u} -y {lo}")
+            continue
+        _, client, sport = st
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((client, sport))
@@ -77,7 +92,7 @@ def run_case(name: str, sched: str, flags: str, dests: list[tuple[str, int, int]
         s.connect_ex((vip, 80))
         socks.append(s)
         seen = {}
-        for _ in range(200):  # wait until IPVS has the entry (it is made by the SYN)
+        for _ in range(60):  # wait until IPVS has the entry (it is made by the SYN)
             seen = conns(vip)
             if (client, sport) in seen:
                 break
@@ -86,8 +101,8 @@ def run_case(name: str, sched: str, flags: str, dests: list[tuple[str, int, int]
     for s in socks:
         s.close()
     return {"name": name, "sched": sched, "flags": flags, "vip": vip,
-            "dests": [list(d) for d in dests], "flows": [list(f) for f in flows],
-            "extra": extra or [], "result": got}
+            "persistence": persistence, "netmask": netmask,
+            "dests": [list(d) for d in dests], "steps": plan, "result": got}
 
 
 def main() -> int:
@@ -111,9 +126,30 @@ def main() -> int:
     cases.append(run_case("mh-port", "mh", "mh-port", weighted, one_client))
     cases.append(run_case("mh-zero", "mh", "", with_zero, per_client))
     cases.append(run_case("mh-zero-fallback", "mh", "mh-fallback", with_zero, per_client))
-    cases.append(run_case(
-        "mh-quiesced-fallback", "mh", "mh-fallback", three, per_client,
-        extra=[f"ipvsadm -e -t {VIP}:80 -r 10.244.0.2:8080 -m -w 0"]))
+    cases.append(run_case("mh-quiesced-fallback", "mh", "mh-fallback", three,
+                          [("edit", "10.244.0.2", 8080, 0, 0, 0)] + per_client))
+    # upper/lower thresholds (every connection stays SYN_RECV: overload is only set here)
+    capped = [("10.244.0.1", 8080, 1, 2, 0), ("10.244.0.2", 8080, 1, 3, 1),
+              ("10.244.0.3", 8080, 2, 0, 0)]
+    for sched in ("rr", "wrr", "lc", "wlc", "nq", "sh", "mh"):
+        cases.append(run_case(f"{sched}-thresholds", sched, "", capped, one_client[:10]
+                              if sched not in ("sh", "mh") else per_client[:20]))
+    # weights changed between connections: wrr's cw/di rules, rr's cursor
+    for sched in ("rr", "wrr", "wlc"):
+        cases.append(run_case(f"{sched}-edits", sched, "", weighted, one_client[:4] + [
+            ("edit", "10.244.0.9", 9090, 1, 0, 0)] + one_client[4:9] + [
+            ("edit", "10.244.0.1", 8080, 4, 0, 0), ("edit", "10.244.0.2", 8080, 0, 0, 0)]
+            + one_client[9:16]))
+    # persistence: one template per client (or per /24), kept through quiescing
+    cases.append(run_case("rr-persistent", "rr", "", three,
+                          [(clients[i % 4], i) for i in range(12)], persistence=300))
+    cases.append(run_case("wlc-persistent-netmask", "wlc", "", weighted,
+                          [(clients[(i * 37) % 48], i) for i in range(14)],
+                          persistence=600, netmask="255.255.255.0"))
+    cases.append(run_case("rr-persistent-quiesce", "rr", "", three,
+                          [(clients[0], 0), (clients[1], 1), (clients[2], 2)]
+                          + [("edit", "10.244.0.3", 8080, 0, 0, 0)]
+                          + [(clients[i % 4], 10 + i) for i in range(8)], persistence=300))
     for i, v in enumerate(vips[1:]):
         cases.append(run_case(f"dh-vip{i}", "dh", "", weighted, [(clients[i], 0)], vip=v))
     with open(OUT, "w") as fh:

@@ -3,15 +3,16 @@
 ipvs_golden.json is recorded by ipvs_golden_vm.py: per case a fresh virtual
 service, dests added in order (maybe an `ipvsadm -e` after), then SYNs from
 given source addresses and ports, one connection at a time, each left in
-SYN_RECV (active). The dispatcher must pick the same real server for every
-one: rr/wrr order, the lc/wlc/sed/nq arithmetic and tie-breaking, dh/sh
-hash_32 buckets and weights, sh-port/sh-fallback, Maglev (hsiphash, turns,
-fallback) -- all against the kernel itself."""
+SYN_RECV (active); weights may be edited between connections. The dispatcher
+must pick the same real server for every one: rr/wrr order and cursors, the
+lc/wlc/sed/nq arithmetic and tie-breaking, dh/sh hash_32 buckets and weights,
+sh-port/sh-fallback, Maglev (hsiphash, turns, fallback), upper thresholds
+(OVERLOAD), persistence templates with netmasks and quiescing -- all against
+the kernel itself."""
 from __future__ import annotations
 
 import json
 import os
-import re
 
 import pytest
 
@@ -25,7 +26,6 @@ from kcore.proxy.dispatcher import (
     Flow,
     Service,
     ip4,
-    ip4_str,
 )
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ipvs_golden.json")
@@ -34,7 +34,6 @@ with open(GOLDEN) as fh:
 
 FLAGS = {"": 0, "sh-port": SH_PORT, "sh-fallback": SH_FALLBACK, "mh-port": MH_PORT,
          "mh-fallback": MH_FALLBACK}
-EDIT = re.compile(r"ipvsadm -e -t (\S+):80 -r (\S+):(\d+) -m -w (\d+)")
 
 
 def test_recorded_on_the_debian_kernel():
@@ -49,19 +48,21 @@ def test_kernel_choice(make, case):
     flags = 0
     for f in case["flags"].split(","):
         flags |= FLAGS[f]
-    svc = d.add_service(Service(vip, 80, "tcp", case["sched"], flags=flags))
-    name = {}
-    by_addr = {}
-    for addr, port, w in case["dests"]:
-        did = d.add_dest(svc, addr, port, w)
+    svc = d.add_service(Service(vip, 80, "tcp", case["sched"], flags=flags,
+                                persistence=case["persistence"],
+                                netmask=case["netmask"] or "255.255.255.255"))
+    name, by_addr = {}, {}
+    for addr, port, w, u, lo in case["dests"]:
+        did = d.add_dest(svc, addr, port, w, u_threshold=u, l_threshold=lo)
         name[did] = f"{addr}:{port}"
         by_addr[(addr, port)] = did
-    for cmd in case["extra"]:
-        m = EDIT.fullmatch(cmd)
-        assert m, cmd
-        d.update_dest(by_addr[(m.group(2), int(m.group(3)))], weight=int(m.group(4)))
     got = []
-    for client, sport in case["flows"]:
+    for step in case["steps"]:
+        if step[0] == "edit":
+            _, addr, port, w, u, lo = step
+            d.update_dest(by_addr[(addr, port)], weight=w, u_threshold=u, l_threshold=lo)
+            continue
+        _, client, sport = step
         dest = d.lookup_or_schedule(Flow(TCP, ip4(client), sport, vip, 80, F_SYN), 0)
         got.append(name.get(dest, "-"))
-    assert got == case["result"], [ip4_str(ip4(x)) for x in ()]
+    assert got == case["result"]
