@@ -6,6 +6,8 @@ import sys
 
 SUBCOMMANDS = {
     "apiserver": "kcore.cli.apiserver",
+    "controller-manager": "kcore.cli.controller_manager",
+    "bench": "kcore.cli.bench",
     "etcd": "kcore.cli.etcd",
     "up": "kcore.cli.up",
 }
