@@ -42,6 +42,9 @@ def apiserver_flags(prog: str = "kcore apiserver") -> FlagSet:
     a("disable-admission-plugins", "list", [], "admission plugins that should be disabled")
     a("allow-privileged", "bool", False, "if true, allow privileged containers")
     a("event-ttl", "duration", 3600.0, "amount of time to retain events")
+    a("enable-garbage-collector", "bool", True, "enables the generic garbage collector "
+      "(Orphan/Foreground deletions keep their finalizers); must be synced with the "
+      "controller manager's flag")
     a("watch-cache-size", "int", 50000, "kcore: events of history kept per resource")
     a("min-request-timeout", "int", 1800, "minimum watch timeout in seconds (randomized up to "
       "twice that)")
@@ -101,6 +104,7 @@ def config_from_flags(o):
         data_dir=o.data_dir, service_cluster_ip_range=o.service_cluster_ip_range,
         service_node_port_range=o.service_node_port_range, admission_plugins=plugins,
         allow_privileged=o.allow_privileged, event_ttl=int(o.event_ttl),
+        gc_finalizers=o.enable_garbage_collector,
         watch_cache_size=o.watch_cache_size, min_request_timeout=o.min_request_timeout,
         advertise_address=o.advertise_address, verbosity=o.v,
         secure_port=o.secure_port, bind_address=o.bind_address,
