@@ -160,7 +160,15 @@ def test_member_remove_add_and_snapshot_catch_up(cluster, tmpdir_path):
     with grpc.insecure_channel(cluster.members[0].endpoint) as ch:
         kv = rpc.KVStub(ch)
         for i in range(400):
-            kv.Put(pb.PutRequest(key=f"bulk/{i:04d}".encode(), value=b"y" * 100), timeout=10)
+            for attempt in range(5):   # a client retries through a leader change
+                try:
+                    kv.Put(pb.PutRequest(key=f"bulk/{i:04d}".encode(), value=b"y" * 100),
+                           timeout=10)
+                    break
+                except grpc.RpcError as e:
+                    if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == 4:
+                        raise
+                    time.sleep(0.2)
     m4 = Member(os.path.join(tmpdir_path, "m4"), name="m4", extra=cluster.extra)
     out = etcdctl(cluster.members[0].endpoint, "member", "add", "m4",
                   f"--peer-urls={m4.peer_url}").stdout

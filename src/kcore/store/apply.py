@@ -76,27 +76,32 @@ class Applier:
 
     # -- entry point ----------------------------------------------------------------
     def apply(self, txn: lmdb.Transaction, req: InternalRequest) -> Applied:
+        for f, v in req.ListFields():
+            if f.name != "ID":
+                return self.apply_op(txn, f.name, v)
+        return Applied(None, rev=self.mvcc.rev)  # no-op / barrier
+
+    def apply_op(self, txn: lmdb.Transaction, kind: str, r) -> Applied:
+        """Apply one request given as (InternalRequest field name, message)."""
         try:
-            if req.HasField("put"):
-                r = req.put
+            if kind == "put":
                 if r.lease or r.prev_kv or r.ignore_value or r.ignore_lease:
                     return self._write(txn, lambda wt: self.put(wt, r))
                 return self._put_plain(txn, r)
-            if req.HasField("delete_range"):
-                return self._write(txn, lambda wt: self.delete_range(wt, req.delete_range))
-            if req.HasField("txn"):
-                return self._write(txn, lambda wt: self.txn(wt, req.txn))
-            if req.HasField("compaction"):
-                self.mvcc.compact(txn, req.compaction.revision)
+            if kind == "delete_range":
+                return self._write(txn, lambda wt: self.delete_range(wt, r))
+            if kind == "txn":
+                return self._write(txn, lambda wt: self.txn(wt, r))
+            if kind == "compaction":
+                self.mvcc.compact(txn, r.revision)
                 return Applied(pb.CompactionResponse(), rev=self.mvcc.rev)
-            if req.HasField("lease_grant"):
-                g = req.lease_grant
-                lease = self.lessor.grant(txn, g.ID, g.TTL)
+            if kind == "lease_grant":
+                lease = self.lessor.grant(txn, r.ID, r.TTL)
                 return Applied(pb.LeaseGrantResponse(ID=lease.id, TTL=lease.ttl), rev=self.mvcc.rev)
-            if req.HasField("lease_revoke"):
-                return self._write(txn, lambda wt: self.lease_revoke(wt, req.lease_revoke.ID))
-            if req.HasField("alarm"):
-                return Applied(self.alarms.apply(txn, req.alarm), rev=self.mvcc.rev)
+            if kind == "lease_revoke":
+                return self._write(txn, lambda wt: self.lease_revoke(wt, r.ID))
+            if kind == "alarm":
+                return Applied(self.alarms.apply(txn, r), rev=self.mvcc.rev)
             return Applied(None, rev=self.mvcc.rev)  # no-op / barrier
         except errors.StoreError as e:
             return Applied(error=e, rev=self.mvcc.rev)

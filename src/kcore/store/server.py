@@ -279,9 +279,9 @@ class EtcdServer:
             self.node.wal.close()
         if self._leader_client is not None:
             await self._leader_client.close()
-        for fut, _ in self._inflight.values():
-            if not fut.done():
-                fut.set_exception(errors.Stopped())
+        for w in self._inflight.values():
+            if not w[0].done():
+                w[0].set_exception(errors.Stopped())
         self.hub.close()
         self.backend.close()
         if self._lock_fd is not None:
@@ -308,23 +308,25 @@ class EtcdServer:
             raise errors.Stopped("etcdserver: the member has been permanently removed "
                                  "from the cluster")
 
-    async def _propose(self, ireq: InternalRequest) -> Applied:
+    def submit(self, kind: str, msg) -> asyncio.Future:
+        """Propose one request (`kind` names an InternalRequest field: "put", "txn",
+        ...) and return a future for its response, header filled, or its StoreError.
+        No coroutine and no Task per request: front ends chain a callback on it."""
         self._check_running()
-        ireq.ID = self.idgen.next()
-        data = ireq.SerializeToString()
+        rid = self.idgen.next()
+        data = encode_request(rid, kind, msg)
         if len(data) > self.cfg.max_request_bytes:
             raise errors.RequestTooLarge()
         fut = asyncio.get_running_loop().create_future()
-        self._inflight[ireq.ID] = (fut, ireq)
+        self._inflight[rid] = (fut, kind, msg)
         self._deadlines.append((time.monotonic() + REQUEST_TIMEOUT, fut))
         self.node.propose(data)
-        try:
-            applied = await fut
-        finally:
-            self._inflight.pop(ireq.ID, None)
-        if applied.error is not None:
-            raise applied.error
-        return applied
+        return fut
+
+    async def _propose(self, ireq: InternalRequest):
+        """submit() for an InternalRequest built by hand (internal requests)."""
+        kind = next(f.name for f, _ in ireq.ListFields() if f.name != "ID")
+        return await self.submit(kind, getattr(ireq, kind))
 
     async def _linearizable(self) -> None:
         """Wait until this member has applied everything committed before now."""
@@ -355,6 +357,7 @@ class EtcdServer:
         results: list[tuple[asyncio.Future, Applied]] = []
         changes: list[Change] = []
         inflight = self._inflight
+        applier = self.applier
         done = self.applied_index
         with self.backend.begin_write() as txn:
             for e in entries:
@@ -362,14 +365,19 @@ class EtcdServer:
                     continue
                 data = e.data
                 if data:
-                    rid = _request_id(data)
-                    w = inflight.get(rid)
-                    ireq = w[1] if w is not None else InternalRequest.FromString(data)
-                    if ireq.HasField("member_attr"):
-                        self._apply_member_attr(txn, ireq.member_attr)
+                    w = inflight.pop(_request_id(data), None)
+                    if w is not None:
+                        kind, msg = w[1], w[2]
+                    else:
+                        ireq = InternalRequest.FromString(data)
+                        kind = next((f.name for f, _ in ireq.ListFields() if f.name != "ID"),
+                                    "noop")
+                        msg = getattr(ireq, kind) if kind != "noop" else None
+                    if kind == "member_attr":
+                        self._apply_member_attr(txn, msg)
                         res = Applied(None, rev=self.mvcc.rev)
                     else:
-                        res = self.applier.apply(txn, ireq)
+                        res = applier.apply_op(txn, kind, msg)
                     if res.changes:
                         changes.extend(res.changes)
                     if w is not None:
@@ -382,9 +390,14 @@ class EtcdServer:
         rev = self.mvcc.rev
         if changes:
             self.hub.notify(changes, rev)
+        fill = self._fill
         for fut, res in results:
-            if not fut.done():
-                fut.set_result(res)
+            if fut.done():
+                continue
+            if res.error is not None:
+                fut.set_exception(res.error)
+            else:
+                fut.set_result(None if res.response is None else fill(res.response, res.rev))
         self._db_in_use = self.backend.size_in_use()
         self._maybe_snapshot()
 
@@ -580,46 +593,51 @@ class EtcdServer:
             txn.abort()
         return self._fill(resp)
 
-    async def put(self, r: pb.PutRequest) -> pb.PutResponse:
+    # Writes: `*_nowait` check the request and return a future (front ends chain a
+    # callback on it); the coroutines are the same for in-process callers.
+    def put_nowait(self, r: pb.PutRequest) -> asyncio.Future:
         check_put_request(r)
         self._check_space(len(r.key) + len(r.value))
-        return self._fill((await self._propose(InternalRequest(put=r))).response,
-                          None)
+        return self.submit("put", r)
 
-    async def delete_range(self, r: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
+    def delete_range_nowait(self, r: pb.DeleteRangeRequest) -> asyncio.Future:
         if not r.key:
             raise errors.EmptyKey()
-        applied = await self._propose(InternalRequest(delete_range=r))
-        return self._fill(applied.response, applied.rev)
+        return self.submit("delete_range", r)
 
-    async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
+    def txn_nowait(self, r: pb.TxnRequest) -> asyncio.Future:
         check_txn_request(r, self.cfg.max_txn_ops)
         if _txn_has_put(r):
             self._check_space(r.ByteSize())
-        applied = await self._propose(InternalRequest(txn=r))
-        return self._fill(applied.response, applied.rev)
+        return self.submit("txn", r)
+
+    async def put(self, r: pb.PutRequest) -> pb.PutResponse:
+        return await self.put_nowait(r)
+
+    async def delete_range(self, r: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
+        return await self.delete_range_nowait(r)
+
+    async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
+        return await self.txn_nowait(r)
 
     async def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
         if r.revision <= self.mvcc.compact_rev:
             raise errors.Compacted()
         if r.revision > self.mvcc.rev:
             raise errors.FutureRev()
-        applied = await self._propose(InternalRequest(compaction=r))
-        return self._fill(applied.response, applied.rev)
+        return await self.submit("compaction", r)
 
     # ------------------------------------------------------------------ leases -----
     async def lease_grant(self, r: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
         self._check_space(0)
         if r.ID == 0:
             r = pb.LeaseGrantRequest(TTL=r.TTL, ID=self.idgen.next() & ((1 << 63) - 1))
-        applied = await self._propose(InternalRequest(lease_grant=r))
-        return self._fill(applied.response)
+        return await self.submit("lease_grant", r)
 
     async def lease_revoke(self, r: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
         if self.lessor.lookup(r.ID) is None:
             raise errors.LeaseNotFound()
-        applied = await self._propose(InternalRequest(lease_revoke=r))
-        return self._fill(applied.response, applied.rev)
+        return await self.submit("lease_revoke", r)
 
     async def lease_renew(self, lease_id: int) -> int:
         """Keep-alive; raises LeaseNotFound. Deadlines live on the leader: a follower
@@ -829,8 +847,7 @@ class EtcdServer:
         if r.action == pb.AlarmRequest.GET:
             resp = self.alarms.apply(None, r)
             return self._fill(resp)
-        applied = await self._propose(InternalRequest(alarm=r))
-        return self._fill(applied.response)
+        return await self.submit("alarm", r)
 
     async def hash(self, r: pb.HashRequest) -> pb.HashResponse:
         txn = self.backend.begin_read()
@@ -927,6 +944,27 @@ def _txn_has_put(r: pb.TxnRequest) -> bool:
             if kind == "request_put" or (kind == "request_txn" and _txn_has_put(op.request_txn)):
                 return True
     return False
+
+
+_FIELD_TAG = {f.name: bytes([(f.number << 3) | 2]) if f.number < 16 else
+              bytes([((f.number << 3) | 2) & 0x7F | 0x80, (f.number << 3) >> 7])
+              for f in InternalRequest.DESCRIPTOR.fields if f.message_type is not None}
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def encode_request(rid: int, kind: str, msg) -> bytes:
+    """An InternalRequest's wire bytes built from the client's message: field 1 (ID)
+    then the one request field; no copy of the message into a new object."""
+    body = msg.SerializeToString()
+    return b"\x08" + _varint(rid) + _FIELD_TAG[kind] + _varint(len(body)) + body
 
 
 def _request_id(data: bytes) -> int:

@@ -80,14 +80,37 @@ class _ServerProtocol(asyncio.Protocol):
             if h is None:
                 self._reply(rid, errors.UNIMPLEMENTED, b"unknown method")
                 continue
-            req_type, fn = h
+            req_type, fn, submit = h
             try:
                 req = req_type.FromString(body)
             except Exception:  # noqa: BLE001 - a malformed body is the client's error
                 self._reply(rid, errors.INVALID_ARGUMENT, b"malformed request")
                 continue
-            self._start(rid, fn(req))
+            if submit is not None:
+                self._submit(rid, submit, req)
+            else:
+                self._start(rid, fn(req))
         del buf[:pos]
+
+    def _submit(self, rid: int, submit, req) -> None:
+        try:
+            fut = submit(req)
+        except errors.StoreError as e:
+            self._reply(rid, e.code, e.message.encode())
+            return
+        fut.add_done_callback(lambda f: self._done(rid, f))
+
+    def _done(self, rid: int, f: asyncio.Future) -> None:
+        if f.cancelled():
+            self._reply(rid, errors.CANCELLED, b"canceled")
+            return
+        e = f.exception()
+        if e is None:
+            self._reply(rid, 0, f.result().SerializeToString())
+        elif isinstance(e, errors.StoreError):
+            self._reply(rid, e.code, e.message.encode())
+        else:
+            self._reply(rid, errors.UNKNOWN, str(e).encode())
 
     def _start(self, rid: int, coro) -> None:
         # drive the handler until it first suspends; most reads finish right here
@@ -136,11 +159,11 @@ class _ServerProtocol(asyncio.Protocol):
 
 class PipelineServer:
     def __init__(self, registry: Registry):
-        self.handlers: dict[int, tuple[type, object]] = {}
+        self.handlers: dict[int, tuple[type, object, object]] = {}
         for path, code in CODE.items():
             m = registry.get(path)
             if m is not None and m.kind == UNARY:
-                self.handlers[code] = (m.request_type, m.handler)
+                self.handlers[code] = (m.request_type, m.handler, m.submit)
         self.conns: set[_ServerProtocol] = set()
         self.server: asyncio.AbstractServer | None = None
 

@@ -5,7 +5,10 @@ and the native HTTP/2 server (`native_server.py`) both serve exactly the
 methods listed here, so behaviour cannot drift between them.
 
 Handler contracts (all coroutines; errors are `kcore.store.errors.StoreError`):
-- unary:          `async def h(request) -> response`
+- unary:          `async def h(request) -> response`; optionally also
+                  `submit(request) -> asyncio.Future` (raising StoreError at once for a
+                  request refused before it runs), which front ends may use instead
+                  to avoid a coroutine and a Task per call
 - server_stream:  `async def h(request, send) -> None`      (send: `async (response) -> None`)
 - bidi_stream:    `async def h(requests, send) -> None`     (requests: async iterator)
 """
@@ -24,6 +27,7 @@ class Method:
     request_type: type        # protobuf message class of requests
     response_type: type       # protobuf message class of responses
     handler: Callable[..., Any]
+    submit: Callable[..., Any] | None = None   # unary only: request -> Future (no coroutine)
 
     @property
     def service(self) -> str:
@@ -39,9 +43,10 @@ class Registry:
         self.methods: dict[str, Method] = {}
 
     def add(self, service: str, name: str, kind: str, request_type: type,
-            response_type: type, handler: Callable[..., Any]) -> None:
+            response_type: type, handler: Callable[..., Any],
+            submit: Callable[..., Any] | None = None) -> None:
         path = f"/{service}/{name}"
-        self.methods[path] = Method(path, kind, request_type, response_type, handler)
+        self.methods[path] = Method(path, kind, request_type, response_type, handler, submit)
 
     def get(self, path: str) -> Method | None:
         return self.methods.get(path)

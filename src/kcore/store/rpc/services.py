@@ -22,10 +22,12 @@ def build_registry(server) -> Registry:
     reg = Registry()
     kv = "etcdserverpb.KV"
     reg.add(kv, "Range", UNARY, pb.RangeRequest, pb.RangeResponse, server.range)
-    reg.add(kv, "Put", UNARY, pb.PutRequest, pb.PutResponse, server.put)
+    reg.add(kv, "Put", UNARY, pb.PutRequest, pb.PutResponse, server.put,
+            getattr(server, "put_nowait", None))
     reg.add(kv, "DeleteRange", UNARY, pb.DeleteRangeRequest, pb.DeleteRangeResponse,
-            server.delete_range)
-    reg.add(kv, "Txn", UNARY, pb.TxnRequest, pb.TxnResponse, server.txn)
+            server.delete_range, getattr(server, "delete_range_nowait", None))
+    reg.add(kv, "Txn", UNARY, pb.TxnRequest, pb.TxnResponse, server.txn,
+            getattr(server, "txn_nowait", None))
     reg.add(kv, "Compact", UNARY, pb.CompactionRequest, pb.CompactionResponse, server.compact)
 
     async def watch(requests: AsyncIterator[pb.WatchRequest], send: Send) -> None:
