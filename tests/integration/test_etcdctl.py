@@ -246,3 +246,31 @@ def test_errors_as_etcd_gives_them(member):
 def test_check_perf_small(member):
     out = etcdctl(member.endpoint, "check", "perf", "--load=s", timeout=180)
     assert "PASS" in out.stdout and "FAIL" not in out.stdout, out.stdout
+
+
+def test_backup_command_dated_verified_with_retention(member, tmpdir_path):
+    ep = member.endpoint
+    etcdctl(ep, "put", "b1", "v1")
+    d = os.path.join(tmpdir_path, "backups")
+    os.makedirs(d)
+    for stamp in ("20260101-000000", "20260102-000000", "20260103-000000"):
+        open(os.path.join(d, f"snapshot-{stamp}.db"), "wb").close()
+    p = subprocess.run(["kcore", "etcd", "backup", f"--endpoints={ep}", f"--dir={d}",
+                        "--keep=2", "--quiet"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    files = sorted(os.listdir(d))
+    assert len(files) == 2 and files[0] == "snapshot-20260103-000000.db", files
+    newest = os.path.join(d, files[-1])
+    assert re.fullmatch(r"snapshot-\d{8}-\d{6}\.db", files[-1])
+    restored = os.path.join(tmpdir_path, "from-backup")
+    m2 = Member(restored, name="r1")
+    p = subprocess.run(["kcore", "etcd", "snapshot", "restore", newest, "--data-dir", restored,
+                        "--name", "r1", "--initial-cluster", f"r1=http://127.0.0.1:{m2.peer_port}",
+                        "--initial-advertise-peer-urls", f"http://127.0.0.1:{m2.peer_port}"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    m2.start()
+    try:
+        assert etcdctl(m2.endpoint, "get", "b1").stdout.splitlines() == ["b1", "v1"]
+    finally:
+        m2.stop()

@@ -117,6 +117,10 @@ class Client:
     async def member_list(self) -> pb.MemberListResponse:
         return await self.transport.unary("MemberList", pb.MemberListRequest())
 
+    def snapshot(self) -> AsyncIterator[pb.SnapshotResponse]:
+        """The database as etcd streams it (chunks, the last one its sha256)."""
+        return self.transport.snapshot()
+
     async def close(self) -> None:
         await self.transport.close()
 
@@ -153,6 +157,9 @@ class LocalTransport:
 
     def watch(self, create: pb.WatchCreateRequest) -> "LocalWatch":
         return LocalWatch(self.server, create)
+
+    def snapshot(self):
+        return self.server.snapshot()
 
     async def close(self) -> None:
         pass
@@ -342,6 +349,19 @@ class GrpcTransport:
         if self._channel is None:
             self._open()
         return GrpcWatch(self, create)
+
+    async def snapshot(self):
+        if self._channel is None:
+            self._open()
+        call = self._channel.unary_stream(
+            "/etcdserverpb.Maintenance/Snapshot",
+            request_serializer=pb.SnapshotRequest.SerializeToString,
+            response_deserializer=pb.SnapshotResponse.FromString)
+        try:
+            async for resp in call(pb.SnapshotRequest()):
+                yield resp
+        except self.grpc.aio.AioRpcError as e:
+            raise from_grpc_error(e) from None
 
     async def close(self) -> None:
         if self._channel is not None:
