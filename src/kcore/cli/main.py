@@ -9,6 +9,8 @@ SUBCOMMANDS = {
     "controller-manager": "kcore.cli.controller_manager",
     "bench": "kcore.cli.bench",
     "etcd": "kcore.cli.etcd",
+    "kubelet": "kcore.cli.kubelet",
+    "scheduler": "kcore.cli.scheduler",
     "up": "kcore.cli.up",
 }
 
