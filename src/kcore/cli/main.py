@@ -8,9 +8,11 @@ SUBCOMMANDS = {
     "apiserver": "kcore.cli.apiserver",
     "controller-manager": "kcore.cli.controller_manager",
     "bench": "kcore.cli.bench",
+    "certs": "kcore.cli.certs",
     "etcd": "kcore.cli.etcd",
     "kubelet": "kcore.cli.kubelet",
     "scheduler": "kcore.cli.scheduler",
+    "systemd": "kcore.cli.systemd",
     "up": "kcore.cli.up",
 }
 
