@@ -54,7 +54,7 @@ def _name(cn: str, orgs: tuple[str, ...] = ()) -> x509.Name:
 
 def make_ca(cn: str = "kcore-ca", days: int = 3650) -> KeyPair:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     name = _name(cn)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -76,7 +76,7 @@ def make_cert(ca: KeyPair, cn: str, *, orgs: tuple[str, ...] = (), hosts: tuple[
               server: bool = False, client: bool = False, days: int = 365) -> KeyPair:
     """A leaf certificate signed by `ca`; `hosts` are DNS names or IP addresses."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     usages = []
     if server:
         usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
@@ -133,7 +133,7 @@ def load_certs(path: str) -> list[x509.Certificate]:
 def cert_valid_for(cert: x509.Certificate, issuer: x509.Certificate | None = None,
                    min_days: float = 1.0) -> bool:
     """True while `cert` has at least `min_days` left and (if given) names `issuer`."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     if cert.not_valid_after_utc - now < dt.timedelta(days=min_days):
         return False
     return issuer is None or cert.issuer == issuer.subject

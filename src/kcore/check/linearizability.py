@@ -16,8 +16,9 @@ names the key and the operations of the smallest failing prefix it found.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 ABSENT = None
 

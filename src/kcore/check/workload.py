@@ -130,7 +130,7 @@ async def resumable_watch(endpoints: list[str], prefix: bytes, stop_at: float,
             while time.monotonic() < until:
                 try:
                     resp = await asyncio.wait_for(it.__anext__(), max(0.1, until - time.monotonic()))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     reconnects += 1
                     break
                 for ev in resp.events:

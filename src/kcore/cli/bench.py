@@ -129,7 +129,7 @@ async def replay(ops, endpoints, protocol: str, rate: float, max_inflight: int,
             else:
                 await c.delete_range(pb.DeleteRangeRequest(key=key))
             lat.append(time.perf_counter() - due)
-        except (errors.StoreError, asyncio.TimeoutError) as e:
+        except (TimeoutError, errors.StoreError) as e:
             name = type(e).__name__
             errs[name] = errs.get(name, 0) + 1
         finally:

@@ -67,7 +67,7 @@ def member_flags(prog: str) -> FlagSet:
     return fs
 
 
-def config_from_flags(o) -> "ServerConfig":
+def config_from_flags(o):
     from kcore.store.config import ServerConfig
 
     return ServerConfig(

@@ -8,13 +8,15 @@ namespace plus the positional arguments.
 from __future__ import annotations
 
 import os
-import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
-from kcore.durations import DurationError as FlagError, parse_duration
+from kcore.durations import DurationError as FlagError
+from kcore.durations import parse_duration
+
 
 def parse_bool(text: str) -> bool:
     """Go's strconv.ParseBool."""

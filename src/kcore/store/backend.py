@@ -13,6 +13,8 @@ import struct
 
 import lmdb
 
+from kcore.store.disk import fsync_dir
+
 DB_FILE = "db"
 BUCKETS = ("key", "meta", "lease", "members", "alarm")
 _U64 = struct.Struct(">Q")
@@ -95,7 +97,7 @@ class Backend:
         lock = self.path + "-lock"
         if os.path.exists(lock):
             os.unlink(lock)
-        _fsync_dir(os.path.dirname(self.path))
+        fsync_dir(os.path.dirname(self.path))
         self._open()
 
     def close(self) -> None:
@@ -103,14 +105,6 @@ class Backend:
             self.env.sync(True)
         finally:
             self.env.close()
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def u64(v: int) -> bytes:

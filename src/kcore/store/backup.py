@@ -11,9 +11,10 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
+from kcore.store.disk import fsync_dir
 from kcore.store.snapshot import HASH_SIZE, SnapshotError
 
 NAME = re.compile(r"^snapshot-(\d{8}-\d{6})\.db$")
@@ -66,11 +67,7 @@ async def take(client, dirpath: str, keep: int = 7, now: float | None = None,
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(part, final)
-        fd = os.open(dirpath, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(dirpath)
     finally:
         if os.path.exists(part):
             os.unlink(part)

@@ -15,8 +15,15 @@ from dataclasses import dataclass, field
 from kcore.store import snapfile
 from kcore.store.config import ServerConfig, cluster_id, member_id
 from kcore.store.raft.log import MemoryStorage
-from kcore.store.raft.messages import (ConfState, Entry, EntryType, HardState, Snapshot,
-                                       decode_snapshot, encode_snapshot)
+from kcore.store.raft.messages import (
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Snapshot,
+    decode_snapshot,
+    encode_snapshot,
+)
 from kcore.store.rpc.pb import rpc_pb2 as pb
 from kcore.store.wal import WAL, WalSnapshot
 

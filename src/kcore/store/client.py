@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator, Protocol
+from typing import Protocol
 
 from kcore.store import errors
 from kcore.store.mvcc import iter_prefix_end
@@ -529,7 +530,7 @@ class PipelineTransport:
     def _lost(self, proto: _PipeProtocol, exc) -> None:
         if proto in self.conns:
             self.conns.remove(proto)
-        for rid, (fut, _) in list(self.waiting.items()):
+        for fut, _ in list(self.waiting.values()):
             if not fut.done():
                 fut.set_exception(errors.Unhealthy("connection lost"))
         self.waiting.clear()

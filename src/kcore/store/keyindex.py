@@ -9,7 +9,7 @@ tombstone flag into one int, so a key's history is a sorted list of ints and
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Iterator
+from collections.abc import Iterator
 
 from sortedcontainers import SortedList
 

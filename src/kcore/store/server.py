@@ -19,24 +19,38 @@ import os
 import ssl
 import tempfile
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from kcore.durations import parse_duration
 from kcore.store import bootstrap, errors, snapfile
-from kcore.store.apply import (Alarms, Applied, Applier, check_put_request,
-                               check_txn_request, range_response)
+from kcore.store.apply import (
+    Alarms,
+    Applied,
+    Applier,
+    check_put_request,
+    check_txn_request,
+    range_response,
+)
 from kcore.store.backend import DB_FILE, Backend
 from kcore.store.config import ServerConfig, check_url, member_id
+from kcore.store.disk import fsync_dir
 from kcore.store.lease import Lessor
 from kcore.store.mvcc import MVCC, Change
-from kcore.store.raft.messages import (ConfChange, ConfChangeType, ConfState, EntryType,
-                                       Snapshot, SoftState)
+from kcore.store.raft.messages import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    EntryType,
+    Snapshot,
+    SoftState,
+)
 from kcore.store.raft.node import NodeConfig, RaftNode
 from kcore.store.raft.transport import PeerTransport
 from kcore.store.rpc.pb import rpc_pb2 as pb
 from kcore.store.rpc.pb.internal_pb2 import InternalRequest
 from kcore.store.wal import WAL, WalSnapshot
 from kcore.store.watch import WatchHub
+from kcore.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -265,13 +279,7 @@ class EtcdServer:
         if self.stopped:
             return
         self.stopped = True
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
+        await cancel_all(self._tasks)
         if self.transport is not None:
             await self.transport.stop()
         if self.node is not None:
@@ -333,7 +341,7 @@ class EtcdServer:
         self._check_running()
         try:
             await asyncio.wait_for(self.node.read_barrier(), REQUEST_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise errors.Timeout() from None
 
     async def _timeout_loop(self) -> None:
@@ -824,7 +832,7 @@ class EtcdServer:
         self._check_running()
         try:
             await asyncio.wait_for(self.node.propose_conf_change(cc), REQUEST_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise errors.Timeout() from None
         except Exception as e:  # noqa: BLE001 - the core refused it (no leader, pending change)
             if isinstance(e, errors.StoreError):
@@ -986,8 +994,4 @@ def _replace_db(snap_dir: str, path: str) -> None:
     lock = db + "-lock"
     if os.path.exists(lock):
         os.unlink(lock)
-    fd = os.open(snap_dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(snap_dir)

@@ -20,6 +20,7 @@ import os
 import re
 import struct
 
+from kcore.store.disk import fsync_dir
 from kcore.store.walcodec_ref import crc32c
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,6 @@ def decode(buf: bytes) -> tuple[int, int, bytes]:
     return term, index, body[_HEAD.size:]
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def names(dirpath: str) -> list[str]:
     """Snapshot file names in dirpath, newest (highest term, then index) first."""
     try:
@@ -89,7 +82,7 @@ def save(dirpath: str, term: int, index: int, payload: bytes) -> str:
     finally:
         os.close(fd)
     os.rename(tmp, final)
-    _fsync_dir(dirpath)
+    fsync_dir(dirpath)
     return final
 
 
@@ -112,7 +105,7 @@ def load_newest(dirpath: str) -> tuple[int, int, bytes] | None:
         except SnapfileError as e:
             log.warning("snap: %s is corrupt (%s); renaming it to %s.broken", path, e, name)
             os.rename(path, path + ".broken")
-            _fsync_dir(dirpath)
+            fsync_dir(dirpath)
     return None
 
 
@@ -127,5 +120,5 @@ def purge(dirpath: str, keep: int = 5) -> list[str]:
     for path in doomed:
         os.unlink(path)
     if doomed:
-        _fsync_dir(dirpath)
+        fsync_dir(dirpath)
     return doomed

@@ -13,11 +13,11 @@ import json
 import os
 import shutil
 
-from kcore.store.backend import Backend, DB_FILE
-from kcore.store.config import ServerConfig, cluster_id, member_id
-from kcore.store.rpc.pb import rpc_pb2 as pb
+from kcore.store.backend import DB_FILE, Backend
 from kcore.store.bootstrap import save_snapshot
+from kcore.store.config import ServerConfig, cluster_id, member_id
 from kcore.store.raft.messages import ConfState, HardState, Snapshot
+from kcore.store.rpc.pb import rpc_pb2 as pb
 from kcore.store.wal import WAL, WalSnapshot
 
 HASH_SIZE = 32

@@ -45,6 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kcore.store import walcodec_ref as ref
+from kcore.store.disk import fsync_dir
 from kcore.store.errors import DataCorruption
 
 try:
@@ -127,14 +128,6 @@ def _list_segments(dirpath: str) -> list[tuple[int, int, str]]:
     return found
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _preallocate(fd: int, size: int) -> None:
     if os.fstat(fd).st_size >= size:
         return
@@ -176,7 +169,7 @@ def _write_segment(dirpath: str, name: str, prologue: bytes, segment_bytes: int)
         _pwrite_all(fd, prologue, 0)
         os.fsync(fd)
         os.rename(tmp, final)
-        _fsync_dir(dirpath)
+        fsync_dir(dirpath)
     except BaseException:
         os.close(fd)
         raise
@@ -353,8 +346,8 @@ class WAL:
             if os.path.exists(dirpath):
                 shutil.rmtree(dirpath)  # holds no segment (checked above)
             os.rename(tmp, dirpath)
-            _fsync_dir(parent)
-            _fsync_dir(os.path.dirname(parent))
+            fsync_dir(parent)
+            fsync_dir(os.path.dirname(parent))
             wal = cls(dirpath, _lock_dir(dirpath), segment_bytes)
         except BaseException:
             os.close(fd)

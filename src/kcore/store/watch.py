@@ -172,7 +172,7 @@ class WatchHub:
                 else:
                     try:
                         await asyncio.wait_for(self._wake.wait(), 0.05)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
 
     def catch_up(self) -> bool:

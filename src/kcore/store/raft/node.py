@@ -17,15 +17,24 @@ import itertools
 import logging
 import struct
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from kcore.store.raft.core import Config, ProposalDropped, RawNode
 from kcore.store.raft.log import MemoryStorage
-from kcore.store.raft.messages import (ConfChange, ConfState, Entry, EntryType, Message, Role,
-                                       Snapshot, SoftState)
-from kcore.store.raft.messages import MessageType as MT
+from kcore.store.raft.messages import (
+    ConfChange,
+    ConfState,
+    Entry,
+    EntryType,
+    Message,
+    Role,
+    Snapshot,
+    SoftState,
+)
+from kcore.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +113,7 @@ class RaftNode:
 
     async def stop(self) -> None:
         self.stopped = True
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
+        await cancel_all(self._tasks)
         self.executor.shutdown(wait=True)
 
     def run_in_wal_thread(self, fn: Callable[[], object]) -> asyncio.Future:

@@ -16,7 +16,8 @@ import os
 import ssl
 import struct
 import time
-from typing import Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import msgpack
@@ -100,8 +101,7 @@ class _Peer:
                 if "was removed" in str(e):
                     self.t.handler.on_removed()
                 last = e
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError,
-                    ssl.SSLError) as e:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ssl.SSLError) as e:
                 last = e
         raise PeerError(f"cannot reach member {self.id:x} at {self.urls}: {last}")
 
@@ -221,8 +221,7 @@ class PeerTransport:
                     await self._receive_snapshot(reader, writer, payload)
                 else:
                     raise PeerError(f"unexpected frame kind {kind}")
-        except (asyncio.IncompleteReadError, ConnectionError, OSError, asyncio.TimeoutError,
-                asyncio.CancelledError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError, asyncio.CancelledError):
             pass
         except (PeerError, ValueError, msgpack.UnpackException) as e:
             log.warning("peer connection: %s", e)
@@ -291,7 +290,7 @@ class PeerTransport:
                     reader, writer = await asyncio.wait_for(asyncio.open_connection(
                         host, port, ssl=self.client_ssl if tls else None,
                         server_hostname=host if tls else None), 2.0)
-                except (OSError, asyncio.TimeoutError):
+                except (TimeoutError, OSError):
                     continue
                 try:
                     await self._hello(reader, writer, peer.id)
@@ -362,7 +361,7 @@ class PeerTransport:
                         return msgpack.unpackb(payload)
                 finally:
                     writer.close()
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError) as e:
                 last = e
         raise PeerError(f"could not get the cluster's members from {urls}: {last}")
 
@@ -375,7 +374,7 @@ class PeerTransport:
         for s in self.servers:
             try:
                 await asyncio.wait_for(s.wait_closed(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
 

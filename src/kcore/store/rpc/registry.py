@@ -14,8 +14,9 @@ Handler contracts (all coroutines; errors are `kcore.store.errors.StoreError`):
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 UNARY, SERVER_STREAM, BIDI_STREAM = "unary", "server_stream", "bidi_stream"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from kcore.store import errors
 from kcore.store.rpc.pb import rpc_pb2 as pb
@@ -199,7 +199,7 @@ class WatchStream:
                 self.queue.put_nowait(None)
                 try:
                     await asyncio.wait_for(sender, 1.0)
-                except (asyncio.TimeoutError, asyncio.CancelledError):
+                except (TimeoutError, asyncio.CancelledError):
                     sender.cancel()
             elif sender.exception() is not None:
                 raise sender.exception()
