@@ -33,7 +33,8 @@ class APIServerProcess:
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "kcore.cli.main", "apiserver",
-                 f"--insecure-port={self.port}", f"--data-dir={os.path.join(self.root, 'd')}",
+                 f"--insecure-port={self.port}", "--secure-port=-1",
+                 f"--data-dir={os.path.join(self.root, 'd')}",
                  *self.extra], stdout=log, stderr=subprocess.STDOUT)
         finally:
             log.close()
