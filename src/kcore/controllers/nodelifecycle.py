@@ -116,7 +116,9 @@ class NodeLifecycleController(Controller):
         self.evictions = 0               # NoExecute taints applied
         self.nodes = ctx.informers.informer(NODES)
         self.pods = ctx.informers.informer(PODS)
-        self.leases = ctx.informers.informer(LEASES, namespace=NODE_LEASE_NAMESPACE)
+        # the cluster-wide lease informer (shared with the garbage collector); node
+        # leases are the ones in kube-node-lease
+        self.leases = ctx.informers.informer(LEASES)
         self.nodes.add_event_handler(self.enqueue, self._node_updated, self._node_deleted)
 
     def _node_updated(self, old: dict, new: dict) -> None:
