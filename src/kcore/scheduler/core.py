@@ -282,7 +282,10 @@ class Scheduler:
             if rec is not None and not rec.assumed:
                 self.table.remove_pod(key)
             return
-        shape = self._shape_of(spec)
+        # Usage does not depend on nodeName: key the shape without it, so a bound pod
+        # shares its pending shape (and Usage — confirming an assumption is then a
+        # flag flip) instead of creating one shape per node.
+        shape = self._shape_of({k: v for k, v in spec.items() if k != "nodeName"})
         self.table.add_pod(key, node, self._usage(shape), assumed=False)
 
     def update_pod(self, old: dict | None, new: dict) -> None:
