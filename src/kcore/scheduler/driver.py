@@ -96,7 +96,8 @@ class SchedulerDriver:
     """One scheduler process's moving parts. ``client`` does the informers and
     bindings; ``event_client`` (default: ``client``) writes events, so a
     rate-limited client can keep event writes from competing with bindings;
-    ``election_client`` renews the lease."""
+    ``election_client`` renews the lease; ``bind_transport()`` makes each binder
+    worker's transport (default: ``client``; see ``binder.DirectBinding``)."""
 
     def __init__(self, client, config: SchedulerConfig, *, seed: int = 0,
                  batch_size: int = 500, parallel_binds: int = 128,
@@ -105,6 +106,7 @@ class SchedulerDriver:
                  max_unschedulable: float = 60.0,
                  leader_election: LeaderElectionConfig | None = None,
                  event_client=None, election_client=None,
+                 bind_transport: Callable[[], object] | None = None,
                  metrics: SchedulerMetrics | None = None,
                  after_sync: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -118,7 +120,7 @@ class SchedulerDriver:
         self.metrics = metrics or SchedulerMetrics()
         self.metrics.watch(self.queue.pending, self._cache_sizes)
         self.recorder = EventRecorder(event_client or client, component=COMPONENT)
-        self.binder = Binder(client, self._bound, parallel_binds)
+        self.binder = Binder(client, self._bound, parallel_binds, bind_transport)
         self.after_sync = after_sync
         self.clock = clock
         self.factory = SharedInformerFactory(client)

@@ -4,14 +4,27 @@ node fits, `kcore scheduler explain` and /explain show verdicts and scores,
 /healthz and /metrics answer."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
-
-from .scheduler_harness import wait_for
+from scheduler_harness import Cluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    root = tempfile.mkdtemp(prefix="kcore-sched-it-")
+    c = Cluster(root)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +161,47 @@ def test_deleting_a_bound_pod_frees_room_for_a_parked_one(cluster, sched):
     p = wait_for(lambda: api.pod("second")["spec"].get("nodeName") and api.pod("second"), 20,
                  what="second bound after first was deleted")
     assert p["spec"]["nodeName"] == "small"
+
+
+def test_direct_binding_answers_like_the_client(cluster, sched):
+    import asyncio
+
+    from kcore.client import AlreadyExists, Client, ClientConfig, Conflict, NotFound
+    from kcore.scheduler.binder import DirectBinding
+
+    api = cluster.api
+    api.add_pod("direct", schedulerName="nobody")
+    api.add_pod("via-client", schedulerName="nobody")
+
+    async def go():
+        d = DirectBinding(ClientConfig(server=cluster.url))
+        c = Client(cluster.url)
+        try:
+            assert await d.bind("default", "direct", "node-0", None) == {
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "code": 201}
+            await c.bind("default", "via-client", "node-1")
+            errors = []
+            for tr in (d, c):
+                for name, node in (("direct", "node-1"), ("missing", "node-1")):
+                    try:
+                        await tr.bind("default", name, node)
+                    except (Conflict, NotFound) as e:
+                        errors.append((type(e).__name__, e.code, e.message))
+            assert errors[:2] == errors[2:]
+            assert errors[0][:2] == ("Conflict", 409) and "already assigned" in errors[0][2]
+            assert errors[1] == ("NotFound", 404, 'pods "missing" not found')
+            # the server closed the kept-alive connection: one transparent reconnect
+            d.w.close()
+            await asyncio.sleep(0.05)
+            try:
+                await d.bind("default", "direct", "node-1")
+            except AlreadyExists:
+                raise AssertionError("wrong class") from None
+            except Conflict as e:
+                assert "already assigned" in e.message
+        finally:
+            d.close_now()
+            await c.close()
+    asyncio.run(go())
+    assert api.pod("direct")["spec"]["nodeName"] == "node-0"

@@ -6,8 +6,7 @@ import shutil
 import tempfile
 
 import pytest
-
-from .scheduler_harness import Cluster, wait_for
+from scheduler_harness import Cluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
