@@ -344,6 +344,7 @@ class PodWorker:
         r.last_exit = c.done.result() if exc is None and not c.done.cancelled() else \
             Exit(137, self.kl.clock(), 9, "Error")
         r.waiting_reason, r.waiting_message = "", ""
+        log.info("pod %s container %s exited with %s", self.key, r.name, r.last_exit.code)
         self.wake.set()
 
     # -- probes ---------------------------------------------------------------------------
@@ -426,6 +427,7 @@ class PodWorker:
 
     async def _terminate(self) -> None:
         """Graceful delete: stop, report, delete with grace 0."""
+        log.info("stopping pod %s (grace %ss)", self.key, self._grace())
         await self._stop_all(self._grace())
         await self._teardown()
         policy = (self.pod.get("spec") or {}).get("restartPolicy") or "Always"

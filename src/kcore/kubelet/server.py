@@ -179,17 +179,24 @@ class KubeletServer:
         return resp
 
     async def _follow(self, resp, w, rec, path, off, timestamps, ix, limit, sent) -> None:
-        """Stream what the running container appends; end when it stops."""
+        """Stream what the running container appends; end when it stops. The file stays
+        open, so a pod deleted meanwhile (its logs removed) is still read to the end."""
         handle = rec.handle if rec is not None else None
-        while True:
-            alive = handle is not None and rec.handle is handle and not handle.done.done()
-            if ix is not None and alive:
-                ix.observe(time.time())
-            raw, _ = read_lines(path, start_offset=off)
-            if raw:
-                if alive:                       # whole lines while the writer goes on
-                    raw = raw[:raw.rfind(b"\n") + 1]
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - held across awaits
+        except OSError:
+            return
+        with fh:
+            fh.seek(off)
+            pending = b""
+            while True:
+                alive = handle is not None and rec.handle is handle and not handle.done.done()
+                if ix is not None and alive:
+                    ix.observe(time.time())
+                pending += fh.read()
+                raw = pending[:pending.rfind(b"\n") + 1] if alive else pending
                 if raw:
+                    pending = pending[len(raw):]
                     chunk = stamp(raw, off, ix, path) if timestamps else raw
                     off += len(raw)
                     if limit is not None:
@@ -201,14 +208,17 @@ class KubeletServer:
                     sent += len(chunk)
                     if limit is not None and sent >= limit:
                         return
-            if not alive:
-                return
-            await asyncio.sleep(0.2)
+                if not alive:
+                    return
+                await asyncio.sleep(0.2)
 
 
 def stamp(raw: bytes, off: int, ix, path: str) -> bytes:
     from kcore.kubelet.timeutil import rfc3339_nano
-    mtime = os.path.getmtime(path)
+    try:
+        mtime = os.path.getmtime(path)
+    except OSError:
+        mtime = time.time()
     out = []
     for line in raw.splitlines(keepends=True):
         ts = ix.time_at(off, mtime) if ix is not None else mtime
