@@ -198,6 +198,8 @@ class APIServer:
         svc = self.registry("", "v1", "services")
         port = self.secure_port or (self.config.secure_port if self.config.secure_port > 0
                                     else 6443)
+        if await svc.current(svc.key("default", "kubernetes")) is not None:
+            return      # a restart: its ClusterIP is already allocated, as is the rest
         await _ensure(svc.create({
             "metadata": {"name": "kubernetes", "namespace": "default",
                          "labels": {"component": "apiserver", "provider": "kubernetes"}},
