@@ -130,6 +130,7 @@ class Cluster:
     """A kcore API server on a free port, plus the kubelets (and controllers) tests add."""
 
     def __init__(self, controllers: bool = False, cm_flags: list[str] | None = None):
+        self.has_controllers = False
         self.root = tempfile.mkdtemp(prefix="kcore-kubelet-")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -149,13 +150,16 @@ class Cluster:
                  what=f"apiserver\n{_tail(self.log_path)}")
         if self.want_controllers:
             cmds = kcore_commands()
+            self.has_controllers = {"controller-manager", "scheduler"} <= cmds
             if "controller-manager" in cmds:
                 self._spawn("controller-manager", [
                     sys.executable, "-m", "kcore.cli.main", "controller-manager",
-                    f"--master={self.url}", "--leader-elect=false", *self.cm_flags])
+                    f"--master={self.url}", "--leader-elect=false", "--port=0",
+                    *self.cm_flags])
             if "scheduler" in cmds:
                 self._spawn("scheduler", [sys.executable, "-m", "kcore.cli.main", "scheduler",
-                                          f"--master={self.url}", "--leader-elect=false"])
+                                          f"--master={self.url}", "--leader-elect=false",
+                                          "--port=0", "--secure-port=-1"])
         return self
 
     def _spawn(self, name: str, args: list[str]) -> str:
