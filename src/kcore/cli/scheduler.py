@@ -175,16 +175,17 @@ def _ssl_context(opts):
     import ssl
     import tempfile
 
-    cert, key = opts.tls_cert_file, opts.tls_private_key_file
-    if not cert:
-        from kcore import pki
-        _ca, kp = pki.self_signed_serving(("127.0.0.1", "localhost", socket.gethostname()),
-                                          cn="kcore-scheduler")
-        d = tempfile.mkdtemp(prefix="kcore-scheduler-")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    if opts.tls_cert_file:
+        ctx.load_cert_chain(opts.tls_cert_file, opts.tls_private_key_file or None)
+        return ctx
+    from kcore import pki
+    _ca, kp = pki.self_signed_serving(("127.0.0.1", "localhost", socket.gethostname()),
+                                      cn="kcore-scheduler")
+    with tempfile.TemporaryDirectory(prefix="kcore-scheduler-") as d:
         cert, key = os.path.join(d, "tls.crt"), os.path.join(d, "tls.key")
         kp.write(cert, key)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
+        ctx.load_cert_chain(cert, key)      # read now; nothing is left on disk
     return ctx
 
 

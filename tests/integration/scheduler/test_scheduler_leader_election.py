@@ -36,7 +36,7 @@ def test_only_the_leader_binds_and_a_killed_leader_is_replaced(cluster):
     for i in range(2):
         api.add_node(f"node-{i}")
     a = cluster.scheduler(*FLAGS, name="a")
-    b = cluster.scheduler(*FLAGS, name="b")
+    b = cluster.scheduler(*FLAGS, "--bind-transport=client", name="b")   # both transports
     wait_for(lambda: holder(api), 20, what="a lease holder")
     scheds = {s: s for s in (a, b)}
 

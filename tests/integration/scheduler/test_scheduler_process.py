@@ -32,7 +32,7 @@ def sched(cluster):
     for i in range(3):
         cluster.api.add_node(f"node-{i}", cpu="4", memory="8Gi",
                              labels={"zone": "a" if i < 2 else "b"})
-    return cluster.scheduler("--leader-elect=false", "--seed=7")
+    return cluster.scheduler("--leader-elect=false", "--seed=7", "--secure-port=0")
 
 
 def bound(api, names, ns="default"):
@@ -68,6 +68,15 @@ def test_pending_pods_are_bound_with_a_scheduled_event(cluster, sched):
     assert sched.metric("scheduler_binding_duration_seconds_count") >= 12
     assert sched.metric("scheduler_pending_pods", queue="active") == 0
     assert sched.get("/healthz") == (200, "ok")
+    # the same endpoints over HTTPS (a self-signed serving certificate)
+    import re
+    import ssl
+    import urllib.request
+    https = re.search(r"https://127\.0\.0\.1:\d+", sched.log()).group(0)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with urllib.request.urlopen(https + "/metrics", context=ctx, timeout=10) as r:
+        assert b"scheduler_schedule_attempts_total" in r.read()
 
 
 def test_unschedulable_pod_gets_failed_scheduling_then_binds_when_a_node_is_added(
