@@ -147,6 +147,7 @@ class HollowNodes:
         self.lateness = Lateness()
         self.renewals = 0
         self.renew_failures = 0
+        self.max_gap = 0.0
         self.status_posts = 0
         self.pod_posts = 0
         self.pod_deletes = 0
@@ -343,6 +344,8 @@ class HollowNodes:
         n.failures = 0
         n.lease_rv = out["metadata"].get("resourceVersion", "")
         done = self.clock()
+        if n.last_renew:
+            self.max_gap = max(self.max_gap, done - n.last_renew)
         n.last_renew = done
         self.renewals += 1
         self.lateness.add(done - due)
@@ -453,6 +456,7 @@ class HollowNodes:
             "renew_failures": self.renew_failures,
             "lateness": self.lateness.as_dict(),
             "oldest_renewal_age_s": round(max(ages), 3) if ages else None,
+            "max_renewal_gap_s": round(self.max_gap, 3),
             "never_renewed": sum(1 for n in self.nodes if not n.last_renew),
             "status_posts": self.status_posts,
             "pod_status_posts": self.pod_posts,
