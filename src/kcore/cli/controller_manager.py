@@ -96,6 +96,8 @@ def controller_manager_flags(prog: str = "kcore controller-manager") -> FlagSet:
       "life-cycle updates")
     a("service-account-private-key-file", "str", "", "PEM private key used to sign "
       "service account tokens")
+    a("use-service-account-credentials", "bool", False, "if true, use individual service "
+      "account credentials for each controller")
     a("root-ca-file", "str", "", "root certificate authority included in service account "
       "token secrets")
     a("enable-garbage-collector", "bool", True, "enables the generic garbage collector; "
@@ -214,7 +216,8 @@ async def serve(opts, options, names: list[str]) -> int:
     mgr = ControllerManager(client, options, names, le,
                             bind_address=opts.address or opts.bind_address, port=opts.port,
                             secure_port=opts.secure_port, tls_cert_file=opts.tls_cert_file,
-                            tls_key_file=opts.tls_private_key_file)
+                            tls_key_file=opts.tls_private_key_file,
+                            use_service_account_credentials=opts.use_service_account_credentials)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

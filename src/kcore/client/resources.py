@@ -102,7 +102,7 @@ class RESTMapper:
         r = self._by_kind.get((api_version, kind))
         if r is None:   # another version of the same group and kind
             group = api_version.rpartition("/")[0] if "/" in api_version else ""
-            for (av, k), cand in self._by_kind.items():
+            for (_av, k), cand in self._by_kind.items():
                 if k == kind and cand.group == group:
                     return cand
         return r

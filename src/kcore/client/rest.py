@@ -78,6 +78,11 @@ class Client:
     def server(self) -> str:
         return self.config.server
 
+    def set_token(self, token: str) -> None:
+        """Use a new bearer token from the next request on (rotated credentials)."""
+        self.config.token, self.config.token_file = token, ""
+        self._headers = self.config.headers()
+
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             ctx = self.config.ssl_context()

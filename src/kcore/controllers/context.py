@@ -54,12 +54,19 @@ class ControllerContext:
             client, resync_period=self.options.min_resync_period)
         self.mapper = RESTMapper()
         self.host = host or socket.gethostname()
+        self.clients: dict[str, object] = {}       # controller name → its own client
         self._recorders: dict[str, EventRecorder] = {}
 
-    def recorder(self, component: str) -> EventRecorder:
+    def client_for(self, controller: str):
+        """The client a controller writes with: its service account's with
+        --use-service-account-credentials, else the manager's."""
+        return self.clients.get(controller, self.client)
+
+    def recorder(self, component: str, client=None) -> EventRecorder:
         r = self._recorders.get(component)
         if r is None:
-            r = self._recorders[component] = EventRecorder(self.client, component, self.host)
+            r = self._recorders[component] = EventRecorder(client or self.client, component,
+                                                           self.host)
         return r
 
     async def close(self) -> None:

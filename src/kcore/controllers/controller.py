@@ -2,10 +2,11 @@
 workqueue; `workers` tasks take keys and call `sync(key)`; a failed sync is
 retried with per-key backoff, a successful one resets it.
 
-A controller registers its informers and handlers in `__init__` (through the
-context's shared factory), so all informers start together; `run()` waits for
-the caches to sync, then runs the workers (and any periodic loops from
-`loops()`) until cancelled.
+A controller registers its informers (`self.informer(res)`, from the context's
+shared factory) and handlers in `__init__`, so all informers start together;
+`run()` waits for *its* informers' caches to sync (one resource the server
+refuses does not hold the other controllers back), then runs the workers (and
+any periodic loops from `loops()`) until cancelled.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from kcore.client import errors as E
+from kcore.client.informer import wait_for_cache_sync
 from kcore.client.store import meta_namespace_key
 from kcore.client.workqueue import RateLimitingQueue, ShutDown
 
@@ -32,13 +34,21 @@ class Controller:
 
     def __init__(self, ctx: ControllerContext, workers: int = 1):
         self.ctx = ctx
-        self.client = ctx.client
+        self.client = ctx.client_for(self.name)
         self.workers = max(1, workers)
         self.queue = RateLimitingQueue(name=self.name)
-        self.recorder = ctx.recorder(self.component)
+        self.recorder = ctx.recorder(self.component, self.client)
         self.syncs = 0
         self.sync_errors = 0
         self.sync_seconds = 0.0
+        self.informers: list = []
+
+    def informer(self, res, **kw):
+        """A shared informer this controller depends on (run() waits for its sync)."""
+        inf = self.ctx.informers.informer(res, **kw)
+        if inf not in self.informers:
+            self.informers.append(inf)
+        return inf
 
     # -- to override ---------------------------------------------------------------------
     async def sync(self, key: str) -> None:
@@ -60,7 +70,7 @@ class Controller:
 
     # -- running --------------------------------------------------------------------------
     async def run(self) -> None:
-        await self.ctx.informers.wait_for_cache_sync()
+        await wait_for_cache_sync(*self.informers)
         await self.started()
         log.info("started %s (%d workers)", self.name, self.workers)
         tasks = [asyncio.create_task(self._worker(), name=f"{self.name} worker")

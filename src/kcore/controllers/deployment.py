@@ -277,10 +277,9 @@ class DeploymentController(Controller):
 
     def __init__(self, ctx, workers: int | None = None):
         super().__init__(ctx, workers or ctx.options.concurrent_deployment_syncs)
-        f = ctx.informers
-        self.deployments = f.informer(DEPLOYMENTS)
-        self.rss = f.informer(REPLICA_SETS)
-        self.pods = f.informer(PODS)
+        self.deployments = self.informer(DEPLOYMENTS)
+        self.rss = self.informer(REPLICA_SETS)
+        self.pods = self.informer(PODS)
         self.deployments.add_event_handler(self.enqueue, lambda o, n: self.enqueue(n),
                                            self.enqueue)
         self.rss.add_event_handler(self._rs_added, self._rs_updated, self._rs_deleted)

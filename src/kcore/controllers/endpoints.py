@@ -96,10 +96,9 @@ class EndpointsController(Controller):
 
     def __init__(self, ctx, workers: int | None = None):
         super().__init__(ctx, workers or ctx.options.concurrent_endpoint_syncs)
-        f = ctx.informers
-        self.services = f.informer(SERVICES)
-        self.pods = f.informer(PODS)
-        self.endpoints = f.informer(ENDPOINTS)
+        self.services = self.informer(SERVICES)
+        self.pods = self.informer(PODS)
+        self.endpoints = self.informer(ENDPOINTS)
         self.services.add_event_handler(self.enqueue, lambda o, n: self.enqueue(n),
                                         self.enqueue)
         self.pods.add_event_handler(self._pod_added, self._pod_updated, self._pod_added)

@@ -80,7 +80,7 @@ class GarbageCollector(Controller):
         resources = ctx.mapper.all() or WELL_KNOWN
         self.monitored = monitored_resources(resources)
         for res in self.monitored:
-            inf = ctx.informers.informer(res)
+            inf = self.informer(res)
             inf.add_event_handler(
                 on_add=lambda o, r=res: self._upsert(r, o),
                 on_update=lambda old, new, r=res: self._upsert(r, new),

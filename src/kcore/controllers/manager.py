@@ -91,8 +91,10 @@ class ControllerManager:
     def __init__(self, client, options: Options, controllers: list[str],
                  leader_election: LeaderElectionConfig | None = None,
                  bind_address: str = "127.0.0.1", port: int = 10252,
-                 secure_port: int = 0, tls_cert_file: str = "", tls_key_file: str = ""):
+                 secure_port: int = 0, tls_cert_file: str = "", tls_key_file: str = "",
+                 use_service_account_credentials: bool = False):
         self.client = client
+        self.use_sa_credentials = use_service_account_credentials
         self.options = options
         self.names = controllers
         self.le = leader_election
@@ -187,6 +189,14 @@ class ControllerManager:
             await ctx.mapper.refresh(self.client)
         except Exception as e:  # noqa: BLE001 - the well-known resources still work
             log.warning("discovery failed (%s); using the built-in resource table", e)
+        sa_clients = None
+        if self.use_sa_credentials:
+            from kcore.controllers.clientbuilder import ACCOUNTS, ServiceAccountClients
+            sa_clients = ServiceAccountClients(self.client)
+            for name in self.names:
+                account = ACCOUNTS.get(name)
+                if account:
+                    ctx.clients[name] = await sa_clients.client_for(account)
         for name in self.names:
             self.controllers[name] = constructor(name)(ctx)
         ctx.informers.start()
@@ -201,6 +211,8 @@ class ControllerManager:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
             await ctx.close()
+            if sa_clients is not None:
+                await sa_clients.close()
 
     async def _lead(self) -> None:
         self.leading = True

@@ -35,7 +35,7 @@ class NamespaceController(Controller):
 
     def __init__(self, ctx, workers: int | None = None):
         super().__init__(ctx, workers or ctx.options.concurrent_namespace_syncs)
-        self.namespaces = ctx.informers.informer(NAMESPACES)
+        self.namespaces = self.informer(NAMESPACES)
         self.namespaces.add_event_handler(self._changed, lambda o, n: self._changed(n))
         self._discovered_at = 0.0
 

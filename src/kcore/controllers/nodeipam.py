@@ -82,7 +82,7 @@ class NodeIpamController(Controller):
         o = ctx.options
         reserved = [o.service_cluster_ip_range] if o.service_cluster_ip_range else []
         self.cidrs = CIDRSet(o.cluster_cidr, o.node_cidr_mask_size, reserved)
-        self.nodes = ctx.informers.informer(NODES)
+        self.nodes = self.informer(NODES)
         self.nodes.add_event_handler(self._node, lambda o_, n: self._node(n), self._deleted)
         self._started = False
 

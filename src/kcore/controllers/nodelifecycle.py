@@ -114,11 +114,11 @@ class NodeLifecycleController(Controller):
         self.zone_states: dict[str, str] = {}
         self.disrupted = False           # every node of every zone is down
         self.evictions = 0               # NoExecute taints applied
-        self.nodes = ctx.informers.informer(NODES)
-        self.pods = ctx.informers.informer(PODS)
+        self.nodes = self.informer(NODES)
+        self.pods = self.informer(PODS)
         # the cluster-wide lease informer (shared with the garbage collector); node
         # leases are the ones in kube-node-lease
-        self.leases = ctx.informers.informer(LEASES)
+        self.leases = self.informer(LEASES)
         self.nodes.add_event_handler(self.enqueue, self._node_updated, self._node_deleted)
 
     def _node_updated(self, old: dict, new: dict) -> None:

@@ -29,8 +29,8 @@ class PodGCController(Controller):
         super().__init__(ctx, workers=1)
         self.threshold = ctx.options.terminated_pod_gc_threshold
         self.clock = clock
-        self.pods = ctx.informers.informer(PODS)
-        self.nodes = ctx.informers.informer(NODES)
+        self.pods = self.informer(PODS)
+        self.nodes = self.informer(NODES)
         self.missing_since: dict[str, float] = {}
         self.deleted = 0
 

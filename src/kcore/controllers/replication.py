@@ -106,8 +106,8 @@ class ReplicaManager(Controller):
         super().__init__(ctx, workers)
         self.burst_replicas = burst_replicas
         self.expectations = Expectations()
-        self.owners = ctx.informers.informer(res)
-        self.pods = ctx.informers.informer(PODS)
+        self.owners = self.informer(res)
+        self.pods = self.informer(PODS)
         self.owners.add_event_handler(self._owner_added, self._owner_updated,
                                       self._owner_deleted)
         self.pods.add_event_handler(self._pod_added, self._pod_updated, self._pod_deleted)

@@ -143,11 +143,10 @@ class ResourceQuotaController(Controller):
     def __init__(self, ctx, workers: int | None = None):
         super().__init__(ctx, workers or ctx.options.concurrent_resource_quota_syncs)
         self.period = ctx.options.resource_quota_sync_period
-        f = ctx.informers
-        self.quotas = f.informer(RESOURCE_QUOTAS)
+        self.quotas = self.informer(RESOURCE_QUOTAS)
         self.quotas.add_event_handler(self.enqueue, self._quota_updated)
         for res in self.REPLENISH:
-            inf = f.informer(res)
+            inf = self.informer(res)
             inf.add_event_handler(on_update=self._obj_updated if res == PODS else None,
                                   on_delete=self._replenish)
 

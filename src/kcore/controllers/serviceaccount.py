@@ -68,8 +68,8 @@ class ServiceAccountsController(Controller):
 
     def __init__(self, ctx):
         super().__init__(ctx, workers=1)
-        self.namespaces = ctx.informers.informer(NAMESPACES)
-        self.accounts = ctx.informers.informer(SERVICE_ACCOUNTS)
+        self.namespaces = self.informer(NAMESPACES)
+        self.accounts = self.informer(SERVICE_ACCOUNTS)
         self.namespaces.add_event_handler(self._ns, lambda o, n: self._ns(n))
         self.accounts.add_event_handler(on_delete=self._sa_deleted)
 
@@ -114,8 +114,8 @@ class TokensController(Controller):
         if o.root_ca_file:
             with open(o.root_ca_file, "rb") as fh:
                 self.root_ca = fh.read()
-        self.accounts = ctx.informers.informer(SERVICE_ACCOUNTS)
-        self.secrets = ctx.informers.informer(SECRETS)
+        self.accounts = self.informer(SERVICE_ACCOUNTS)
+        self.secrets = self.informer(SECRETS)
         self.secrets.add_indexers({"sa": self._secret_sa})
         self.accounts.add_event_handler(self._sa, lambda o, n: self._sa(n), self._sa)
         self.secrets.add_event_handler(self._secret, lambda o, n: self._secret(n),

@@ -64,8 +64,8 @@ class TaintEvictionController(Controller):
         super().__init__(ctx, workers=4)
         self.clock = clock
         self.default_seconds = ctx.options.pod_eviction_timeout
-        self.nodes = ctx.informers.informer(NODES)
-        self.pods = ctx.informers.informer(PODS)
+        self.nodes = self.informer(NODES)
+        self.pods = self.informer(PODS)
         self.evicted = 0
         self.seen: dict[str, float] = {}      # pod key → first found under NoExecute taints
         self.nodes.add_event_handler(self._node_changed, lambda o, n: self._node_changed(n, o))

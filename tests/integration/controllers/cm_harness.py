@@ -125,11 +125,13 @@ class Cluster:
         wait_http(self.url + "/readyz", self.api)
         return self
 
-    def start_cm(self, *extra: str, name: str | None = None, wait: bool = True) -> Proc:
+    def start_cm(self, *extra: str, name: str | None = None, wait: bool = True,
+                 master: bool = True) -> Proc:
         port = free_port()
         name = name or f"cm{len(self.cms)}"
         cm = Proc(name, [sys.executable, "-m", "kcore.cli.main", "controller-manager",
-                         f"--master={self.url}", f"--port={port}", *extra], self.root).start()
+                         *([f"--master={self.url}"] if master else []), f"--port={port}",
+                         *extra], self.root).start()
         self.cms.append(cm)
         self.cm_ports.append(port)
         if wait:
@@ -137,6 +139,8 @@ class Cluster:
         return cm
 
     def stop(self) -> None:
+        if os.environ.get("KCORE_TEST_KEEP_LOGS"):
+            print(self.logs())
         for cm in self.cms:
             cm.stop()
         if self.api is not None:
