@@ -129,6 +129,18 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the process's peak resident set."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot."""
     with open("/proc/stat") as fh:
@@ -472,6 +484,7 @@ async def run_pods(args, base: str, procs: dict, progress: Progress, surl: str,
         console.print(f"[red]timeout: {bound_n}/{n} bound after {args.timeout}s")
     t_end = time.perf_counter()
     cpu1 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    rss = {name: peak_rss_mb(pid) for name, pid in pids.items()}
     me1, (busy1, tot1) = self_cpu(), machine_busy()
     profiles = stop_profilers(profilers)
     tick.cancel()
@@ -514,6 +527,7 @@ async def run_pods(args, base: str, procs: dict, progress: Progress, surl: str,
         "cpu_seconds": cpu,
         "cpu_per_pod_ms": {k: round(v * 1000 / max(bound_n, 1), 3) for k, v in cpu.items()},
         "machine_cores": round(cores, 2),
+        "peak_rss_mb": rss,
         "scheduler_metrics": {
             "attempts_scheduled": metric_sum(m, "scheduler_schedule_attempts_total",
                                              result="scheduled"),
