@@ -8,9 +8,23 @@ import os
 
 import pytest
 
-from kcore.client import (CONFIG_MAPS, NAMESPACES, PODS, AlreadyExists, Client, Conflict,
-                          Forbidden, Gone, Invalid, NotFound, RESTMapper, TransportError,
-                          build_config, error_from_status, load_kubeconfig)
+from kcore.client import (
+    CONFIG_MAPS,
+    NAMESPACES,
+    PODS,
+    AlreadyExists,
+    Client,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+    RESTMapper,
+    TransportError,
+    build_config,
+    error_from_status,
+    load_kubeconfig,
+)
 from kcore.client.errors import is_conflict
 
 

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from kcore.client import (NODES, PODS, Client, Gone, SharedInformer, SharedInformerFactory,
-                          TransportError, WatchEvent)
+from kcore.client import (
+    NODES,
+    PODS,
+    Client,
+    Gone,
+    SharedInformer,
+    SharedInformerFactory,
+    TransportError,
+    WatchEvent,
+)
 from kcore.client.store import Indexer, index_by_node_name, split_key
 
 

@@ -7,10 +7,17 @@ import random
 
 import pytest
 
-from kcore.client.workqueue import (BucketRateLimiter, DelayingQueue,
-                                    ItemExponentialFailureRateLimiter, ItemFastSlowRateLimiter,
-                                    MaxOfRateLimiter, RateLimitingQueue, ShutDown, WorkQueue,
-                                    default_controller_rate_limiter)
+from kcore.client.workqueue import (
+    BucketRateLimiter,
+    DelayingQueue,
+    ItemExponentialFailureRateLimiter,
+    ItemFastSlowRateLimiter,
+    MaxOfRateLimiter,
+    RateLimitingQueue,
+    ShutDown,
+    WorkQueue,
+    default_controller_rate_limiter,
+)
 
 
 def run(coro):
