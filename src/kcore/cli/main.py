@@ -11,6 +11,7 @@ SUBCOMMANDS = {
     "certs": "kcore.cli.certs",
     "etcd": "kcore.cli.etcd",
     "kubelet": "kcore.cli.kubelet",
+    "proxy": "kcore.cli.proxy",
     "scheduler": "kcore.cli.scheduler",
     "systemd": "kcore.cli.systemd",
     "up": "kcore.cli.up",

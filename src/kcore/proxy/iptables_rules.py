@@ -272,3 +272,58 @@ def render(services: Iterable[ServicePort], endpoints: Mapping[str, Sequence[End
     lines += nat_rules
     lines += ["COMMIT"]
     return "\n".join(lines) + "\n"
+
+
+def render_ipvs(node: NodeConfig = NodeConfig()) -> str:
+    """The few iptables rules IPVS mode needs (iptables-restore --noflush text):
+    masquerade of what IPVS does not SNAT itself. IPVS's own conntrack entries
+    (net.ipv4.vs.conntrack=1) let nat POSTROUTING see the first packet of each
+    IPVS connection; `-m ipvs --vdir ORIGINAL --vmethod MASQ` matches exactly
+    those, so one rule covers every ClusterIP and NodePort without a per-service
+    list (kube-proxy keeps ipsets for the same purpose). Traffic from inside
+    --cluster-cidr keeps its source unless masquerade_all; without a cluster
+    CIDR everything IPVS forwards is masqueraded. Not covered: hairpin (a pod
+    reaching itself through its own Service)."""
+    mark = node.mark
+    bit = f"{1 << node.masquerade_bit:#x}"
+    src = "" if node.masquerade_all or not node.cluster_cidr else f" ! -s {node.cluster_cidr}"
+    rand = " --random-fully" if node.random_fully else ""
+    nat = [
+        "*nat",
+        f":{KUBE_POSTROUTING} - [0:0]",
+        f":{KUBE_MARK_MASQ} - [0:0]",
+        f"-A {KUBE_POSTROUTING} -m comment --comment {_q('kubernetes ipvs service traffic requiring SNAT')}"
+        f"{src} -m ipvs --vdir ORIGINAL --vmethod MASQ -j MASQUERADE{rand}",
+        f"-A {KUBE_POSTROUTING} -m mark ! --mark {mark} -j RETURN",
+        f"-A {KUBE_POSTROUTING} -j MARK --xor-mark {bit}",
+        f"-A {KUBE_POSTROUTING} -m comment --comment "
+        f"{_q('kubernetes service traffic requiring SNAT')} -j MASQUERADE{rand}",
+        f"-A {KUBE_MARK_MASQ} -j MARK --or-mark {bit}",
+        "COMMIT",
+    ]
+    flt = [
+        "*filter",
+        f":{KUBE_FORWARD} - [0:0]",
+        f"-A {KUBE_FORWARD} -m conntrack --ctstate INVALID -j DROP",
+        f"-A {KUBE_FORWARD} -m comment --comment {_q('kubernetes forwarding rules')} "
+        f"-m mark --mark {mark} -j ACCEPT",
+    ]
+    if node.cluster_cidr:
+        flt += [f"-A {KUBE_FORWARD} -s {node.cluster_cidr} -m comment --comment "
+                f"{_q('kubernetes forwarding conntrack pod source rule')} -m conntrack "
+                f"--ctstate RELATED,ESTABLISHED -j ACCEPT",
+                f"-A {KUBE_FORWARD} -m comment --comment "
+                f"{_q('kubernetes forwarding conntrack pod destination rule')} "
+                f"-d {node.cluster_cidr} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"]
+    flt.append("COMMIT")
+    return "\n".join(flt + nat) + "\n"
+
+
+def ipvs_jump_rules() -> list[tuple[str, str, list[str]]]:
+    """jump_rules() for IPVS mode: only postrouting (masquerade) and forwarding."""
+    return [
+        ("filter", "FORWARD", ["-m", "comment", "--comment", "kubernetes forwarding rules",
+                               "-j", KUBE_FORWARD]),
+        ("nat", "POSTROUTING", ["-m", "comment", "--comment", "kubernetes postrouting rules",
+                                "-j", KUBE_POSTROUTING]),
+    ]

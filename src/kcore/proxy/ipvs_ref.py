@@ -564,7 +564,7 @@ class Engine:
         if k in (WLC, SED):
             def oh(d: _Dest) -> int:
                 return (d.active << 8) + d.inactive if k == WLC else d.active + 1
-            for i, d in enumerate(ds):
+            for i, d in enumerate(ds):  # noqa: B007 (i is used after the loop)
                 if not d.overload and d.weight > 0:
                     least, loh = d, oh(d)
                     break
