@@ -119,14 +119,24 @@ class NodeIpamController(Controller):
             self.queue.add_after(key, 30.0)
             return
         try:
-            fresh = await self.client.get(NODES, key)
-            if (fresh.get("spec") or {}).get("podCIDR"):
-                self.cidrs.release(cidr)
-                self.cidrs.occupy(fresh["spec"]["podCIDR"])
-                return
-            await self.client.patch(NODES, key, {
-                "metadata": {"resourceVersion": fresh["metadata"]["resourceVersion"]},
-                "spec": {"podCIDR": cidr, "podCIDRs": [cidr]}})
+            # guarded by the cached resourceVersion (one request per node); on a
+            # conflict look at the node afresh
+            rv = node["metadata"]["resourceVersion"]
+            for _ in range(3):
+                try:
+                    await self.client.patch(NODES, key, {
+                        "metadata": {"resourceVersion": rv},
+                        "spec": {"podCIDR": cidr, "podCIDRs": [cidr]}})
+                    break
+                except E.Conflict:
+                    fresh = await self.client.get(NODES, key)
+                    if (fresh.get("spec") or {}).get("podCIDR"):
+                        self.cidrs.release(cidr)
+                        self.cidrs.occupy(fresh["spec"]["podCIDR"])
+                        return
+                    rv = fresh["metadata"]["resourceVersion"]
+            else:
+                raise E.Conflict(f"node {key} kept changing")
         except E.NotFound:
             self.cidrs.release(cidr)
             return
