@@ -1,7 +1,8 @@
 """Small network tools for the proxy tests, run inside network namespaces with
 `ip netns exec NS python3 nettools.py ...` (stdlib only: the test VM has no pip).
 
-    nettools.py serve NAME PORT [HOST]      TCP server: answers "NAME PEER_IP\\n" and closes
+    nettools.py serve NAME PORT [HOST]      TCP server: answers "NAME PEER_IP\\n", closes after
+                                            the client does
     nettools.py get HOST PORT N [TIMEOUT]   N sequential connections; JSON {"answers": {name: n},
                                             "peers": {ip: n}, "errors": {kind: n}}
     nettools.py hold HOST PORT N SECONDS    open N connections, print the names, keep them
@@ -33,9 +34,11 @@ def serve(name: str, port: int, host: str = "0.0.0.0") -> None:
 
     def handle(c: socket.socket, peer) -> None:
         try:
-            c.settimeout(30)
+            c.settimeout(600)
             c.recv(256)
             c.sendall(f"{name} {peer[0]}\n".encode())
+            while c.recv(256):      # the client closes first: held connections stay open
+                pass
         except OSError:
             pass
         finally:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import cmp_to_key
 
 from kcore.proxy.servicemap import ProxyState
 
@@ -217,13 +218,30 @@ def _rs_order(rs: RealServer) -> tuple:
     return (int(ipaddress.IPv4Address(rs.addr)), rs.port)
 
 
+def _int32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def _ipvsadm_cmp(a: tuple, b: tuple) -> int:
+    """ipvsadm's sort comparator: fields subtracted, the addresses as unsigned
+    host-order integers whose difference lands in an int -- so 192.168.x sorts
+    before 10.x (observed in the VM). Reproduced, not fixed."""
+    for x, y in zip(a, b):
+        r = _int32(x - y)
+        if r:
+            return r
+    return 0
+
+
 def format_table(table: Table | Mapping[VSKey, Entry], header: str = DEFAULT_HEADER) -> str:
-    """The table as `ipvsadm -Ln` prints it (services and real servers sorted,
-    ipvsadm's default)."""
+    """The table as `ipvsadm -Ln` prints it: services and real servers sorted
+    as ipvsadm sorts them by default (protocol, address, port)."""
     lines = [header,
              "Prot LocalAddress:Port Scheduler Flags",
              "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn"]
-    for key in sorted(table, key=_vs_order):
+    for key in sorted(table, key=cmp_to_key(lambda x, y: _ipvsadm_cmp(_vs_order(x),
+                                                                         _vs_order(y)))):
         e = table[key]
         vs = e.vs
         line = f"{vs.proto.upper()}  {vs.addr}:{vs.port} {vs.scheduler}"
@@ -237,7 +255,8 @@ def format_table(table: Table | Mapping[VSKey, Entry], header: str = DEFAULT_HEA
         if vs.flags & SVC_F_ONEPACKET:
             line += " ops"
         lines.append(line)
-        for rs in sorted(e.dests.values(), key=_rs_order):
+        for rs in sorted(e.dests.values(), key=cmp_to_key(
+                lambda x, y: _ipvsadm_cmp(_rs_order(x), _rs_order(y)))):
             lines.append(f"  -> {str(rs):<28} {FWD_NAMES.get(rs.fwd, '?'):<7} {rs.weight:<6} "
                          f"{rs.active:<10} {rs.inactive:<10}")
     return "\n".join(lines) + "\n"
