@@ -60,7 +60,7 @@ class HollowConfig:
     stats_file: str = ""
     stats_period: float = 5.0
     cluster_cidr: str = "10.128.0.0/9"   # synthesized /24s when a node has no podCIDR
-    register_concurrency: int = 64
+    register_concurrency: int = 16       # leaves the API server room for heartbeats
     pipeline: int = 2                    # requests in flight per connection
 
 
@@ -255,8 +255,7 @@ class HollowNodes:
                             node = await self.client.create(NODES, obj)
                         except AlreadyExists:
                             node = await self.client.patch(
-                                NODES, n.name, {"metadata": {"labels": spec.labels},
-                                                "status": obj["status"]})
+                                NODES, n.name, {"metadata": {"labels": spec.labels}})
                             node = await self.client.patch(NODES, n.name,
                                                            {"status": obj["status"]},
                                                            subresource="status")

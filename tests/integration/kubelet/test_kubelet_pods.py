@@ -15,8 +15,16 @@ import urllib.request
 
 import pytest
 
-from .kubelet_harness import (KUBECTL, Cluster, container_status, free_port, is_ready,
-                              pgid_alive, pod_phase, wait_for)
+from .kubelet_harness import (
+    KUBECTL,
+    Cluster,
+    container_status,
+    free_port,
+    is_ready,
+    pgid_alive,
+    pod_phase,
+    wait_for,
+)
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed")
 PY = sys.executable
@@ -265,7 +273,7 @@ def test_graceful_delete(cluster):
     out, _ = follow.communicate(timeout=10)
     assert b"got TERM" in out and b"bye" in out
     for n, pid in pid_files.items():       # (a killed child may be a zombie for a moment)
-        wait_for(lambda: not pgid_alive(pid), 5, what=f"{n}'s processes gone")
+        wait_for(lambda pid=pid: not pgid_alive(pid), 5, what=f"{n}'s processes gone")
     assert not os.path.exists(os.path.join(k.root, "pods", f"default_polite_"
                                            f"{cids['polite']['metadata']['uid']}"))
 
