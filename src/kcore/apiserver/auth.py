@@ -18,13 +18,13 @@ import contextvars
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from aiohttp import web
+
 ALLOW, DENY, NO_OPINION = "Allow", "Deny", "NoOpinion"
 
 AUTHENTICATED = "system:authenticated"
 UNAUTHENTICATED = "system:unauthenticated"
 MASTERS = "system:masters"
-
-from aiohttp import web
 
 
 @dataclass(frozen=True)

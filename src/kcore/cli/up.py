@@ -63,7 +63,9 @@ def ensure_pki(cfg):
 
     d = cfg.cert_dir or os.path.join(cfg.data_dir, "pki")
     cfg.cert_dir = d
-    p = lambda name: os.path.join(d, name)
+
+    def p(name: str) -> str:
+        return os.path.join(d, name)
     if os.path.exists(p("ca.crt")) and os.path.exists(p("ca.key")):
         ca = pki.KeyPair.load(p("ca.crt"), p("ca.key"))
         new_ca = False

@@ -112,8 +112,8 @@ class Secure:
             with open(cfg, "w") as fh:
                 fh.write(self._kubeconfig(ident))
         cmd = [KUBECTL, f"--kubeconfig={cfg}", f"--cache-dir={self.root}/cache-{ident}", *args]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
-                           env={**os.environ, "HOME": self.root})
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
+                           stdin=subprocess.DEVNULL, env={**os.environ, "HOME": self.root})
         if check and p.returncode != 0:
             raise AssertionError(f"{ident}: kubectl {' '.join(args)} failed:\n{p.stdout}\n"
                                  f"{p.stderr}\n--- log ---\n{_tail(self.log_path)[-1500:]}")
