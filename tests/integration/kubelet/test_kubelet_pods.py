@@ -130,6 +130,18 @@ def test_http_server_pod_runs_and_logs(cluster):
     assert types["PodScheduled"] == types["Initialized"] == types["ContainersReady"] == "True"
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
         assert r.status == 200
+    summary = json.loads(cluster.kubelets[0].get("/stats/summary"))
+    ps = next(x for x in summary["pods"] if x["podRef"]["name"] == "web")
+    assert ps["containers"][0]["name"] == "web"
+    assert ps["containers"][0]["memory"]["workingSetBytes"] > 1 << 20      # a real python
+    assert ps["containers"][0]["cpu"]["usageCoreNanoSeconds"] > 0
+    kubernetes = pytest.importorskip("kubernetes")
+    conf = kubernetes.client.Configuration()
+    conf.host = cluster.url
+    with kubernetes.client.ApiClient(conf) as api:   # the client deserializes our status
+        typed = kubernetes.client.CoreV1Api(api).read_namespaced_pod("web", "default")
+        assert typed.status.container_statuses[0].state.running.started_at is not None
+        assert typed.status.pod_ip == "127.0.0.1"
     out = cluster.kubectl("get", "pod", "web").stdout
     assert "1/1" in out and "Running" in out
     wait_for(lambda: '"GET / HTTP/1.1" 200' in cluster.kubectl("logs", "web").stdout, 10,
@@ -316,3 +328,13 @@ def test_no_command_runs_placeholder_and_clean_stop(cluster):
     wait_for(lambda: not pgid_alive(pid), 5, what="container stopped with the kubelet")
     cluster.http("DELETE", "/api/v1/namespaces/default/pods/plain", {"gracePeriodSeconds": 0})
     subprocess.run(["true"])
+
+
+def test_fake_runtime_kubelet(cluster):
+    cluster.kubelet("node-f", "--runtime=fake", "--pod-cidr=10.77.3.0/24")
+    cluster.create_pod(pod("fk", [{"name": "a", "image": "whatever"},
+                                  {"name": "b", "image": "whatever"}]), node="node-f")
+    p = wait_pod(cluster, "fk", lambda p: pod_phase(p) == "Running" and is_ready(p), 20)
+    assert p["status"]["podIP"] == "10.77.3.2"
+    assert "2/2" in cluster.kubectl("get", "pod", "fk").stdout
+    cluster.kubectl("delete", "pod", "fk", timeout=30)
