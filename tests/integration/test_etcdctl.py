@@ -7,8 +7,7 @@ import subprocess
 import time
 
 import pytest
-
-from conftest import ETCDCTL, Member, etcdctl
+from store_harness import ETCDCTL, Member, etcdctl
 
 pytestmark = pytest.mark.skipif(ETCDCTL is None, reason="etcdctl not installed")
 

@@ -15,10 +15,9 @@ import random
 import signal
 import time
 
-import pytest
-
-from conftest import Cluster, free_port
 from faultproxy import FaultProxy
+from store_harness import Cluster, free_port
+
 from kcore.check import workload
 from kcore.check.linearizability import check
 from kcore.store import client as sc

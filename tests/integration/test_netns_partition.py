@@ -8,10 +8,10 @@ import multiprocessing as mp
 import os
 import time
 
-import pytest
-
 import netns
-from conftest import Cluster
+import pytest
+from store_harness import Cluster
+
 from kcore.check import workload
 from kcore.check.linearizability import Op, check
 from kcore.store import client as sc

@@ -13,8 +13,8 @@ import time
 
 import grpc
 import pytest
+from store_harness import ETCDCTL, Cluster, Member, etcdctl, wait_port
 
-from conftest import ETCDCTL, Cluster, Member, etcdctl, wait_port
 from kcore import pki
 from kcore.store.rpc.pb import rpc_pb2 as pb
 from kcore.store.rpc.pb import rpc_pb2_grpc as rpc

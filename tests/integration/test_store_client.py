@@ -7,8 +7,8 @@ import os
 import subprocess
 
 import pytest
+from store_harness import ETCD, Member, free_port, wait_port
 
-from conftest import ETCD, Member, free_port, wait_port
 from kcore.store import client as sc
 from kcore.store import errors
 from kcore.store.config import ServerConfig

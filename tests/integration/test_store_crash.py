@@ -8,13 +8,12 @@ import os
 import subprocess
 
 import grpc
-import pytest
+from store_harness import Member
 
-from conftest import Member
 from kcore.store import walcodec_ref
-from kcore.store.wal import Entry
 from kcore.store.rpc.pb import rpc_pb2 as pb
 from kcore.store.rpc.pb import rpc_pb2_grpc as rpc
+from kcore.store.wal import Entry
 
 WRITERS = 64
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
+from store_harness import ETCDCTL, FRONTENDS, Member, etcdctl
 
-from conftest import ETCDCTL, FRONTENDS, Member, etcdctl
 from kcore import pki
 
 pytestmark = pytest.mark.skipif(ETCDCTL is None, reason="etcdctl not installed")
