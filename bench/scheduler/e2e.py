@@ -367,6 +367,10 @@ async def bench(args, root: str) -> dict:
                                             "errors": len(errs)}
                 if errs:
                     raise RuntimeError(f"{len(errs)} node registrations failed: {errs[:3]}")
+                if args.precreate:
+                    res.update(await run_drain(args, base, procs, progress, start_scheduler,
+                                               surl))
+                    return res
                 start_scheduler()
             task = progress.add_task("hollow nodes in cache" if args.hollow
                                      else "scheduler cache", total=args.nodes, rate="")
@@ -521,6 +525,7 @@ async def run_pods(args, base: str, procs: dict, progress: Progress, surl: str,
                 parsed[ts] = parse_time(ts)
             coarse.append(bound_wall[i] - parsed[ts])
     out = {
+        "mode": "e2e",
         "bound": bound_n,
         "create_errors": len(errs),
         "seconds": round(total, 3),
@@ -564,6 +569,105 @@ async def run_pods(args, base: str, procs: dict, progress: Progress, surl: str,
     if profiles:
         out["profile"] = profiles
     return out
+
+
+async def run_drain(args, base: str, procs: dict, progress: Progress, start_scheduler,
+                    surl: str) -> dict:
+    """--precreate: every pod exists (Pending) before the scheduler starts; the
+    time from starting `kcore scheduler` until all are bound isolates scheduling
+    and binding from pod creation (scheduler_perf's view)."""
+    from kcore.client import PODS, Client
+    n = args.pods
+    ctask = progress.add_task("pods created (pending)", total=n, rate="")
+    t0 = time.perf_counter()
+    errs = await parallel(base, list(range(n)), args.concurrency,
+                          lambda i: (f"/api/v1/namespaces/{NS}/pods", pod_body(i)),
+                          lambda _i: progress.advance(ctask))
+    create_s = time.perf_counter() - t0
+    client = Client(base)
+    rv = (await client.list(PODS, NS, limit=1))["metadata"]["resourceVersion"]
+    btask = progress.add_task("pods bound", total=n, rate="")
+    bound: set[int] = set()
+    first = [0.0]
+    done = asyncio.Event()
+
+    async def watch():
+        nonlocal rv
+        while len(bound) < n:
+            try:
+                async for ev in client.watch(PODS, NS, resource_version=rv,
+                                             timeout_seconds=3600):
+                    md = ev.object.get("metadata") or {}
+                    rv = md.get("resourceVersion") or rv
+                    name = md.get("name", "")
+                    if ev.type == "BOOKMARK" or not name.startswith("pod-"):
+                        continue
+                    if (ev.object.get("spec") or {}).get("nodeName"):
+                        if not first[0]:
+                            first[0] = time.perf_counter()
+                        bound.add(int(name[4:]))
+                        if len(bound) >= n:
+                            done.set()
+                            return
+            except Exception as e:  # noqa: BLE001 - resume the watch
+                console.log(f"watch: {e!r}; resuming")
+                await asyncio.sleep(0.2)
+    wtask = asyncio.get_running_loop().create_task(watch())
+    await asyncio.sleep(0.3)
+    me0, (busy0, _t) = self_cpu(), machine_busy()
+    api0 = cpu_seconds(procs["apiserver"].pid)
+    t0 = time.perf_counter()
+    start_scheduler()
+    timeline: list[tuple[float, int, int]] = []
+    while not done.is_set():
+        procs["scheduler"].check()
+        if time.perf_counter() - t0 > args.timeout:
+            console.print(f"[red]timeout: {len(bound)}/{n} bound")
+            break
+        now = time.perf_counter() - t0
+        timeline.append((round(now, 2), n, len(bound)))
+        progress.update(btask, completed=len(bound),
+                        rate=f"{len(bound) / max(now, 1e-9):,.0f}/s")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 0.5)
+    t_end = time.perf_counter()
+    progress.update(btask, completed=len(bound))
+    cpu = {"apiserver": round(cpu_seconds(procs["apiserver"].pid) - api0, 2),
+           "scheduler": round(cpu_seconds(procs["scheduler"].pid), 2),
+           "bench": round(self_cpu() - me0, 2)}
+    busy = machine_busy()[0] - busy0
+    cpu["other"] = round(max(0.0, busy - sum(cpu.values())), 2)
+    wtask.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await wtask
+    st, body = await http_get(surl + "/metrics")
+    m = parse_metrics(body.decode()) if st == 200 else {}
+    await client.close()
+    drain = (t_end - first[0]) if first[0] else 0.0
+    timeline.append((round(t_end - t0, 2), n, len(bound)))
+    return {
+        "mode": "precreate",
+        "bound": len(bound), "create_errors": len(errs),
+        "create": {"seconds": round(create_s, 3), "per_second": round(n / create_s, 1)},
+        "seconds": round(t_end - t0, 3),
+        "pods_per_second": round(len(bound) / (t_end - t0), 1),
+        "scheduler_start_to_first_bound_s": round(first[0] - t0, 2) if first[0] else None,
+        "drain": {"seconds": round(drain, 3),
+                  "pods_per_second": round(len(bound) / drain, 1) if drain else 0.0},
+        "cpu_seconds": cpu,
+        "cpu_per_pod_ms": {k: round(v * 1000 / max(len(bound), 1), 3)
+                           for k, v in cpu.items()},
+        "peak_rss_mb": {"apiserver": peak_rss_mb(procs["apiserver"].pid),
+                        "scheduler": peak_rss_mb(procs["scheduler"].pid)},
+        "scheduler_metrics": {
+            "attempts_scheduled": metric_sum(m, "scheduler_schedule_attempts_total",
+                                             result="scheduled"),
+            "binding_p50_s": histogram_quantile(m, "scheduler_binding_duration_seconds", 0.5),
+            "binding_p99_s": histogram_quantile(m, "scheduler_binding_duration_seconds", 0.99),
+            "mean_batch": round(metric_sum(m, "scheduler_batch_size_sum") /
+                                max(metric_sum(m, "scheduler_batch_size_count"), 1), 1)},
+        "timeline": timeline,
+    }
 
 
 # -- profiling ------------------------------------------------------------------------------
@@ -630,6 +734,26 @@ def report(res: dict) -> None:
     if "pods_per_second" not in res:
         console.print(res)
         return
+    if res.get("mode") == "precreate":
+        d = res["drain"]
+        cpu = res["cpu_seconds"]
+        for k, v in (
+                ("pods created first", f"{res['create']['per_second']:,.0f} pods/s"),
+                ("scheduler start → all bound", f"{res['seconds']:.2f} s "
+                 f"({res['pods_per_second']:,.0f} pods/s)"),
+                ("scheduler start → first bound",
+                 f"{res['scheduler_start_to_first_bound_s']} s"),
+                ("first bound → all bound (drain)", f"{d['seconds']:.2f} s "
+                 f"({d['pods_per_second']:,.0f} pods/s)"),
+                ("binding p50 / p99 (scheduler)",
+                 f"{res['scheduler_metrics']['binding_p50_s']} / "
+                 f"{res['scheduler_metrics']['binding_p99_s']} s"),
+                ("CPU s (apiserver / scheduler / bench / other)",
+                 f"{cpu['apiserver']} / {cpu['scheduler']} / {cpu['bench']} / "
+                 f"{cpu['other']}")):
+            t.add_row(k, v)
+        console.print(t)
+        return
     lat = res["latency_ms"]
     rows = [
         ("first create → all bound", f"{res['seconds']:.2f} s"),
@@ -679,8 +803,9 @@ def plot(res: dict, path: str) -> None:
     ts = [x[0] for x in res["timeline"]]
     ax.plot(ts, [x[1] for x in res["timeline"]], label="created")
     ax.plot(ts, [x[2] for x in res["timeline"]], label="bound")
-    ax.set_xlabel("seconds since first create")
     ax.set_ylabel("pods")
+    ax.set_xlabel("seconds since first create" if res.get("mode") != "precreate"
+                  else "seconds since the scheduler started")
     ax.set_title(f"{res['nodes']:,} nodes: {res['pods_per_second']:,.0f} pods/s "
                  f"(target {TARGET:,})")
     ax.legend()
@@ -704,6 +829,9 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=64, help="creates in flight")
     ap.add_argument("--timeout", type=float, default=900.0,
                     help="seconds to wait for every pod to be bound")
+    ap.add_argument("--precreate", action="store_true",
+                    help="create every pod first, then start the scheduler: measures "
+                    "scheduling + binding alone (the drain rate)")
     ap.add_argument("--hollow", action="store_true",
                     help="nodes from `kcore kubelet --hollow-nodes=N` instead of API objects")
     ap.add_argument("--scheduler-arg", action="append", default=[],
@@ -722,6 +850,11 @@ def main() -> int:
         if "hollow-nodes" not in help_.stdout + help_.stderr:
             console.print("[red]--hollow: this kcore has no `kcore kubelet --hollow-nodes`")
             return 2
+    if args.hollow and args.precreate:
+        console.print("[red]--precreate registers nodes through the API: not with --hollow")
+        return 2
+    if args.profile_dir:
+        os.makedirs(args.profile_dir, exist_ok=True)
     root = tempfile.mkdtemp(prefix="kcore-sched-e2e-", dir=args.data_root or None)
     stop = {"sig": None}
 
