@@ -115,6 +115,8 @@ class SchedulerDriver:
         self.queue = SchedulingQueue(initial_backoff, max_backoff, max_unschedulable)
         self.batch_size = max(1, batch_size)
         self.max_binding_backlog = max(self.batch_size, max_binding_backlog)
+        # pop again only once this much room is free (no trickle of 1-pod batches)
+        self._min_room = min(self.batch_size, max(1, self.max_binding_backlog // 4))
         self.leader_election = leader_election
         self.election_client = election_client or client
         self.metrics = metrics or SchedulerMetrics()
@@ -279,7 +281,7 @@ class SchedulerDriver:
                 await self._wake.wait()
                 continue
             room = self.max_binding_backlog - len(binder)
-            if room <= 0:
+            if room < self._min_room:
                 self._room.clear()
                 await self._room.wait()
                 continue
@@ -359,7 +361,7 @@ class SchedulerDriver:
         qp: QueuedPod = req.token           # type: ignore[assignment]
         q = self.queue
         now = self.clock()
-        if len(self.binder) < self.max_binding_backlog:
+        if self.max_binding_backlog - len(self.binder) >= self._min_room:
             self._room.set()
         if err is None:
             self.metrics.binding.observe(seconds)
