@@ -237,6 +237,11 @@ def test_applier_skips_unchanged_text_and_removes_stale_chains():
     s2 = web_state(("10.244.0.1",))
     t2 = render(s2.services, s2.endpoints, node, a.existing_chains())
     assert "-X KUBE-SEP-" in t2 and a.apply(t2)
+    # only what changed went to iptables-restore: the service chain, two deletions
+    part = ipt.restores[-1]
+    assert "KUBE-POSTROUTING" not in part and "*filter" not in part
+    assert part.count("-X KUBE-SEP-") == 2 and part.count(":KUBE-SVC-") == 1, part
+    assert "-A KUBE-SERVICES" not in part
     assert not a.apply(render(s2.services, s2.endpoints, node, a.existing_chains()))
     assert a.healthy()
     ipt.rules.clear()                       # a firewall reload
@@ -250,3 +255,20 @@ def test_ipvs_masquerade_rules():
     assert "! -s 10.244.0.0/16 -m ipvs --vdir ORIGINAL --vmethod MASQ -j MASQUERADE" in text
     assert "-m ipvs --vdir ORIGINAL --vmethod MASQ -j MASQUERADE" in render_ipvs(
         NodeConfig(cluster_cidr="10.244.0.0/16", masquerade_all=True))
+
+
+def test_format_table_sorts_like_ipvsadm():
+    """Recorded in the test VM: `ipvsadm -Ln` (sorting is its default) of this
+    table puts 192.168.77.1 and 9.1.1.1 before 10.x -- its comparator subtracts
+    unsigned addresses into an int."""
+    t = {}
+    for a in ["10.96.0.10", "10.244.0.1", "192.168.77.1", "10.96.0.2", "10.96.1.1", "9.1.1.1"]:
+        vs = VirtualServer("tcp", a, 80, "rr")
+        t[vs.key] = Entry(vs, {(d, 8080): RealServer(d, 8080) for d in
+                               ["10.244.0.12", "10.244.0.10", "10.244.0.11", "10.244.0.9"]})
+    order = [ln.split()[1] for ln in format_table(t).splitlines() if ln.startswith("TCP")]
+    assert order == ["192.168.77.1:80", "9.1.1.1:80", "10.96.0.2:80", "10.96.0.10:80",
+                     "10.96.1.1:80", "10.244.0.1:80"]
+    dests = [ln.split()[1] for ln in format_table(t).splitlines()[4:8]]
+    assert dests == ["10.244.0.9:8080", "10.244.0.10:8080", "10.244.0.11:8080",
+                     "10.244.0.12:8080"]
