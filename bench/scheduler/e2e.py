@@ -799,18 +799,25 @@ def plot(res: dict, path: str) -> None:
         return
     if not res.get("timeline"):
         return
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
+    xs = res.get("latency_sample_ms") or []
+    if xs:
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
+    else:
+        fig, ax = plt.subplots(1, 1, figsize=(6.5, 4))
     ts = [x[0] for x in res["timeline"]]
     ax.plot(ts, [x[1] for x in res["timeline"]], label="created")
     ax.plot(ts, [x[2] for x in res["timeline"]], label="bound")
     ax.set_ylabel("pods")
     ax.set_xlabel("seconds since first create" if res.get("mode") != "precreate"
                   else "seconds since the scheduler started")
-    ax.set_title(f"{res['nodes']:,} nodes: {res['pods_per_second']:,.0f} pods/s "
-                 f"(target {TARGET:,})")
+    if res.get("mode") == "precreate":
+        ax.set_title(f"{res['nodes']:,} nodes, pods created first: drain "
+                     f"{res['drain']['pods_per_second']:,.0f} pods/s")
+    else:
+        ax.set_title(f"{res['nodes']:,} nodes: {res['pods_per_second']:,.0f} pods/s "
+                     f"(target {TARGET:,})")
     ax.legend()
     ax.grid(alpha=0.3)
-    xs = res.get("latency_sample_ms") or []
     if xs:
         bx.plot(xs, [i / len(xs) for i in range(len(xs))])
         bx.set_xlabel("create → bound (ms)")
