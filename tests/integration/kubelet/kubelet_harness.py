@@ -182,8 +182,8 @@ class Cluster:
                 k.cleanup()
             except Exception:  # noqa: BLE001 - clean the rest anyway
                 pass
-        for p in reversed(self.procs):
-            _stop(p)
+        for p in reversed(self.procs):   # (an API server with open watches is slow to exit)
+            _stop(p, timeout=5)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def dump(self) -> str:
