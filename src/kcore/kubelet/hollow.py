@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
-from kcore.client import NotFound, SharedInformer
+from kcore.client import Client, NotFound, SharedInformer
 from kcore.client.errors import AlreadyExists, ApiError, Conflict, TransportError
 from kcore.client.resources import LEASES, NODES, PODS
 from kcore.kubelet import node as N
@@ -134,7 +134,6 @@ class HollowNodes:
         self.port = base.port
         self._net = ipaddress.ip_network(config.cluster_cidr)
         self._session: aiohttp.ClientSession | None = None
-        self._orig_session = None
         self._tasks: list[asyncio.Task] = []
         self._queue: asyncio.Queue | None = None
         self._heap: list[tuple[float, int, int]] = []
@@ -210,7 +209,8 @@ class HollowNodes:
 
     def _install_session(self) -> None:
         """One pool of a few keep-alive connections for every hollow node: the lean
-        pipelined pool for leases and node status, an aiohttp pool for the rest."""
+        pipelined pool for leases and node status, a small aiohttp pool (a Client of
+        the given client's config) for the rest."""
         conf = self.client.config
         ctx = conf.ssl_context()
         conn = aiohttp.TCPConnector(limit=8, ssl=ctx if ctx is not None else False,
@@ -218,8 +218,7 @@ class HollowNodes:
         self._session = aiohttp.ClientSession(
             connector=conn, json_serialize=lambda o: orjson.dumps(o).decode(),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
-        self._orig_session = (self.client._session, self.client._own_session)
-        self.client._session, self.client._own_session = self._session, True
+        self.client = Client(conf, session=self._session)
         self.lean = LeanPool(conf.server, conf.headers(), size=self.cfg.connections,
                              ssl_context=ctx)
 
@@ -236,6 +235,8 @@ class HollowNodes:
             await self.server.stop()
         if self.lean is not None:
             self.lean.close()
+        if self._session is not None:
+            await self._session.close()
         if self.cfg.stats_file:
             self.write_stats()
 
