@@ -11,6 +11,7 @@ import signal
 import sys
 
 from kcore.cli.flags import FlagSet, run_flags
+from kcore.cli.process import sd_notify
 
 log = logging.getLogger("kcore.apiserver")
 
@@ -29,6 +30,8 @@ def apiserver_flags(prog: str = "kcore apiserver") -> FlagSet:
     a("etcd-certfile", "str", "", "SSL certification file used to secure etcd communication")
     a("etcd-keyfile", "str", "", "SSL key file used to secure etcd communication")
     a("etcd-prefix", "str", "/registry", "the prefix to prepend to all resource paths in etcd")
+    a("listen-client-urls", "list", [], "kcore: also serve the embedded store's etcd v3 API "
+      "on these URLs (e.g. http://127.0.0.1:2379), for etcdctl and backups")
     a("data-dir", "str", "./kcore-data", "kcore: directory of the embedded store (when "
       "--etcd-servers is empty)")
     a("service-cluster-ip-range", "str", "10.0.0.0/24", "a CIDR notation IP range from which "
@@ -146,10 +149,10 @@ def run(argv: list[str]) -> int:
         uvloop.install()
     except ImportError:
         pass
-    return asyncio.run(serve(cfg))
+    return asyncio.run(serve(cfg, opts.listen_client_urls))
 
 
-async def serve(cfg, extra_start=None) -> int:
+async def serve(cfg, client_urls: list[str] = ()) -> int:
     from kcore.apiserver.server import APIServer
 
     try:
@@ -163,6 +166,16 @@ async def serve(cfg, extra_start=None) -> int:
         print(f"kcore apiserver: {e}", file=sys.stderr)
         await server.stop()
         return 1
+    frontends = []
+    if client_urls:
+        if server.embedded is None:
+            print("kcore apiserver: --listen-client-urls needs the embedded store "
+                  "(no --etcd-servers)", file=sys.stderr)
+            await server.stop()
+            return 2
+        from kcore.cli.etcd import start_frontend
+        for url in client_urls:
+            frontends.append(await start_frontend(server.embedded, url))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -171,7 +184,10 @@ async def serve(cfg, extra_start=None) -> int:
     if server.secure_port:
         where += (", " if where else "") + f"https://{cfg.bind_address}:{server.secure_port}"
     print(f"kcore apiserver: serving on {where}", file=sys.stderr, flush=True)
+    sd_notify("READY=1")
     await stop.wait()
     log.info("stopping")
+    for fe in frontends:
+        await fe.stop(1.0)
     await server.stop()
     return 0

@@ -7,12 +7,14 @@ import sys
 SUBCOMMANDS = {
     "apiserver": "kcore.cli.apiserver",
     "controller-manager": "kcore.cli.controller_manager",
+    "down": "kcore.cli.down",
     "bench": "kcore.cli.bench",
     "certs": "kcore.cli.certs",
     "etcd": "kcore.cli.etcd",
     "kubelet": "kcore.cli.kubelet",
     "proxy": "kcore.cli.proxy",
     "scheduler": "kcore.cli.scheduler",
+    "status": "kcore.cli.status",
     "systemd": "kcore.cli.systemd",
     "up": "kcore.cli.up",
 }

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 
@@ -381,39 +380,3 @@ def test_insecure_port_stays_open(secure):
         assert r.status == 200
 
 
-# ----------------------------------------------------------------------------- kcore up --
-def test_kcore_up_kubeconfig_over_tls():
-    if KUBECTL is None:
-        pytest.skip("kubectl not installed")
-    root = tempfile.mkdtemp(prefix="kcore-up-tls-")
-    port, sport = free_port(), free_port()
-    log = os.path.join(root, "log")
-    args = [sys.executable, "-m", "kcore.cli.main", "up", f"--data-dir={root}/data",
-            f"--insecure-port={port}", f"--secure-port={sport}", "--bind-address=127.0.0.1"]
-    proc = None
-    try:
-        for start in (1, 2):
-            with open(log, "ab") as fh:
-                proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT)
-            wait_http(f"http://127.0.0.1:{port}/readyz", proc, log)
-            kc = os.path.join(root, "data", "admin.kubeconfig")
-            for _ in range(50):
-                if f"export KUBECONFIG={kc}" in _tail(log):
-                    break
-                time.sleep(0.1)
-            assert f"export KUBECONFIG={kc}" in _tail(log)
-            if start == 1:
-                ca_first = open(os.path.join(root, "data", "pki", "ca.crt")).read()
-            else:
-                assert open(os.path.join(root, "data", "pki", "ca.crt")).read() == ca_first
-            p = subprocess.run([KUBECTL, f"--cache-dir={root}/cache", "get", "ns"],
-                               capture_output=True, text=True, timeout=30,
-                               env={**os.environ, "KUBECONFIG": kc, "HOME": root})
-            assert p.returncode == 0, p.stderr + _tail(log)
-            assert "kube-system" in p.stdout
-            cfg = open(kc).read()
-            assert f"server: https://127.0.0.1:{sport}" in cfg
-            _stop(proc)
-    finally:
-        _stop(proc)
-        shutil.rmtree(root, ignore_errors=True)
