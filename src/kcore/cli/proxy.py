@@ -99,7 +99,11 @@ def make_proxier(mode: str, opts):
     from kcore.proxy.dispatcher import ipvs_ref
     from kcore.proxy.links import DummyLink
     from kcore.proxy.userspace import UserspaceProxier
-    sched = opts.ipvs_scheduler if opts.ipvs_scheduler in ipvs_ref.SCHEDULERS else "rr"
+    sched = opts.ipvs_scheduler
+    if sched not in ipvs_ref.SCHEDULERS:
+        log.warning("userspace mode has no %s scheduler (it has %s): using rr", sched,
+                    ", ".join(ipvs_ref.SCHEDULERS))
+        sched = "rr"
     return UserspaceProxier(scheduler=sched, link=DummyLink())
 
 
