@@ -753,6 +753,8 @@ def report(res: dict) -> None:
                  f"{cpu['other']}")):
             t.add_row(k, v)
         console.print(t)
+        anchors(f"{d['pods_per_second']:,.0f}", res["nodes"],
+                "drain: pods created first, every node scored")
         return
     lat = res["latency_ms"]
     rows = [
@@ -775,18 +777,22 @@ def report(res: dict) -> None:
     t.add_row("CPU ms per pod (apiserver / scheduler)",
               f"{per.get('apiserver', 0)} / {per.get('scheduler', 0)}")
     console.print(t)
-    a = Table(title="anchors (end to end)")
-    for col in ("system", "pods/s", "nodes", "note"):
-        a.add_column(col, justify="right" if col in ("pods/s", "nodes") else "left")
-    a.add_row("[bold]kcore", f"[bold]{res['pods_per_second']:,.0f}", f"{res['nodes']:,}",
-              f"every node scored; p99 {lat['p99']:,.0f} ms; target ≥ {TARGET:,}")
-    for label, rate, nodes, note in ANCHORS:
-        a.add_row(label, f"{rate:,}", f"{nodes:,}", note)
-    console.print(a)
+    anchors(f"{res['pods_per_second']:,.0f}", res["nodes"],
+            f"every node scored; p99 {lat['p99']:,.0f} ms; target ≥ {TARGET:,}")
     for name, prof in (res.get("profile") or {}).items():
         console.print(f"[bold]{name}[/] top self time ({prof.get('samples', 0)} samples):")
         for fn, share in prof.get("self_pct", [])[:12]:
             console.print(f"  {share:5.1f}%  {fn}")
+
+
+def anchors(rate: str, nodes: int, note: str) -> None:
+    a = Table(title="anchors (end to end)")
+    for col in ("system", "pods/s", "nodes", "note"):
+        a.add_column(col, justify="right" if col in ("pods/s", "nodes") else "left")
+    a.add_row("[bold]kcore", f"[bold]{rate}", f"{nodes:,}", note)
+    for label, r, n, nt in ANCHORS:
+        a.add_row(label, f"{r:,}", f"{n:,}", nt)
+    console.print(a)
 
 
 def plot(res: dict, path: str) -> None:
