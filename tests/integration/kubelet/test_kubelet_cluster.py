@@ -78,6 +78,7 @@ def test_deployment_acceptance():
         wait_for(lambda: "GET / HTTP/1.1" in c.kubectl("-n", "acc", "logs", name).stdout, 10,
                  what="logs of " + name)
         assert "READY" in c.kubectl("-n", "acc", "get", "pods", "-o", "wide").stdout
+        c.kubectl("-n", "acc", "logs", "deployment/web")        # kubectl picks a pod
         c.kubectl("-n", "acc", "scale", "deployment", "web", "--replicas=5")
         wait_for(lambda: len(running(pods_json(c, "acc", "app=web"))) == 5, 60,
                  what="5 pods")
