@@ -86,6 +86,7 @@ class Kubelet:
         self.pod_cidr = config.pod_cidr
         self.recorder = EventRecorder(client, component="kubelet", host=config.node_name)
         self.informer: SharedInformer | None = None
+        self.node_informer: SharedInformer | None = None
         self.server = None
         self.port = config.port
         self.lease: dict | None = None
@@ -116,6 +117,11 @@ class Kubelet:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._lease_loop(), name="node lease"))
         self._tasks.append(loop.create_task(self._status_loop(), name="node status"))
+        self.node_informer = SharedInformer(self.client, NODES, field_selector=
+                                            f"metadata.name={self.config.node_name}")
+        self.node_informer.add_event_handler(on_add=self._set_node,
+                                             on_update=lambda o, n: self._set_node(n))
+        self.node_informer.start()        # our own Node: a podCIDR assigned later, labels
         self.informer = SharedInformer(self.client, PODS,
                                        field_selector=f"spec.nodeName={self.config.node_name}")
         self.informer.add_event_handler(on_add=self._on_pod, on_update=lambda o, n:
@@ -141,8 +147,9 @@ class Kubelet:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self.informer is not None:
-            await self.informer.stop()
+        for inf in (self.informer, self.node_informer):
+            if inf is not None:
+                await inf.stop()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:

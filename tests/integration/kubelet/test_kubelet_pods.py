@@ -331,7 +331,11 @@ def test_no_command_runs_placeholder_and_clean_stop(cluster):
 
 
 def test_fake_runtime_kubelet(cluster):
-    cluster.kubelet("node-f", "--runtime=fake", "--pod-cidr=10.77.3.0/24")
+    cluster.kubelet("node-f", "--runtime=fake")
+    time.sleep(0.5)          # a pod CIDR assigned after registration (node IPAM) is seen
+    code, _ = cluster.http("PATCH", "/api/v1/nodes/node-f", {"spec": {
+        "podCIDR": "10.77.3.0/24", "podCIDRs": ["10.77.3.0/24"]}}, "application/merge-patch+json")
+    assert code == 200
     cluster.create_pod(pod("fk", [{"name": "a", "image": "whatever"},
                                   {"name": "b", "image": "whatever"}]), node="node-f")
     p = wait_pod(cluster, "fk", lambda p: pod_phase(p) == "Running" and is_ready(p), 20)
