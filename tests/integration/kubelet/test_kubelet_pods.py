@@ -336,6 +336,7 @@ def test_fake_runtime_kubelet(cluster):
     code, _ = cluster.http("PATCH", "/api/v1/nodes/node-f", {"spec": {
         "podCIDR": "10.77.3.0/24", "podCIDRs": ["10.77.3.0/24"]}}, "application/merge-patch+json")
     assert code == 200
+    time.sleep(0.5)
     cluster.create_pod(pod("fk", [{"name": "a", "image": "whatever"},
                                   {"name": "b", "image": "whatever"}]), node="node-f")
     p = wait_pod(cluster, "fk", lambda p: pod_phase(p) == "Running" and is_ready(p), 20)
