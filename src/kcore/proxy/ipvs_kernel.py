@@ -77,7 +77,18 @@ def _open(loop):
 
 
 def probe() -> int:
-    """The IPVS generic-netlink family id, or IPVSUnavailable."""
+    """The IPVS generic-netlink family id, or IPVSUnavailable. Callable from
+    inside a running event loop too (it then probes on another thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _probe()
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(_probe).result()
+
+
+def _probe() -> int:
     loop = asyncio.SelectorEventLoop()
     try:
         v = _open(loop)

@@ -222,3 +222,40 @@ def test_userspace_mode_forwards_real_tcp(lab, api, tmp_path_factory):
     wait_until(gone, 20, 0.3, "userspace ClusterIP to stop answering")
     got = n.get("192.168.77.1", nport, 2, timeout=0.5)
     assert got["errors"].get("refused") == 2, got
+
+
+def test_endpoints_from_the_controller_manager(node, api, lab, tmp_path_factory):
+    """The whole chain: Pods (their status written here, as a kubelet would) ->
+    `kcore controller-manager`'s endpoints controller -> Endpoints -> the proxy."""
+    log = str(tmp_path_factory.mktemp("cm") / "controller-manager.log")
+    cm = lab.spawn(None, [sys.executable, "-m", "kcore.cli.main", "controller-manager",
+                          f"--master={api.url}", "--controllers=endpoint",
+                          "--leader-elect=false", "--port=0"], log)
+
+    def pod_status(name: str, ip: str, ready: bool) -> None:
+        path = f"/api/v1/namespaces/default/pods/{name}"
+        pod = api.call("GET", path)
+        pod["status"] = {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                         "conditions": [{"type": "Ready", "status": str(ready)}]}
+        api.call("PUT", path + "/status", pod)
+
+    for i, ip in enumerate(node.pod_ips):
+        api.call("POST", "/api/v1/namespaces/default/pods", {
+            "metadata": {"name": f"ctl-{i}", "labels": {"app": "ctl"}},
+            "spec": {"nodeName": node.ns, "containers": [{
+                "name": "srv", "image": "nettools", "ports": [{"containerPort": 8080}]}]}})
+        pod_status(f"ctl-{i}", ip, True)
+    svc = api.service("ctl", PORTS, type_="ClusterIP", selector={"app": "ctl"})
+    cip = svc["spec"]["clusterIP"]
+    names = {f"pod{i}" for i in range(PODS)}
+    try:
+        node.wait_spread(cip, 80, names, "endpoints from the controller")
+        pod_status("ctl-1", node.pod_ips[1], False)      # not ready: out of the rotation
+        node.wait_spread(cip, 80, names - {"pod1"}, "a not-ready pod removed")
+        got = node.get(cip, 80, 60)
+        assert set(got["answers"]) == names - {"pod1"} and not got["errors"], got
+    finally:
+        lab.stop(cm)
+        api.delete("services", "ctl")
+        for i in range(PODS):
+            api.delete("pods", f"ctl-{i}")

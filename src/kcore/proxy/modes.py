@@ -1,7 +1,7 @@
 """Which proxy mode this node can run, with kube-proxy's fallbacks.
 
     mode = select_mode("ipvs")   # "ipvs", or "iptables" when the kernel has no IPVS
-    mode = best_mode()           # ipvs -> iptables -> userspace, for `kcore up`
+    mode = best_mode()           # ipvs -> iptables -> userspace (kcore up --proxy-mode=auto)
 
 Every decision is logged, as kube-proxy logs "Using iptables Proxier" after
 "Can't use the IPVS proxier". Probing touches nothing: IPVS is detected by
