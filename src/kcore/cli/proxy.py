@@ -121,7 +121,7 @@ def _periods(mode: str, opts) -> tuple[float, float]:
 async def serve(opts) -> int:
     from kcore.cli.process import sd_notify
     from kcore.client import Client, ConfigError, build_config
-    from kcore.proxy.mode import select_mode
+    from kcore.proxy.modes import select_mode
     from kcore.proxy.server import ProxyServer, SyncConfig, serve_http
 
     hostname = opts.hostname_override or socket.gethostname()
