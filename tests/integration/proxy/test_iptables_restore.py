@@ -92,3 +92,25 @@ def test_partial_restores_track_the_full_text(lab2):
     builtin = ("-A PREROUTING ", "-A INPUT ", "-A FORWARD ", "-A OUTPUT ", "-A POSTROUTING ")
     got = [r for r in got if not r.startswith(builtin)]      # the jumps: ref has none
     assert got == exp
+
+
+def test_kcore_proxy_cleanup_removes_chains_and_jumps(lab2):
+    ns = lab2.netns("clean")
+    code = ("import sys\n"
+            "from kcore.proxy.iptables_mode import IptablesProxier\n"
+            "from kcore.proxy.servicemap import ProxyState\n"
+            "sys.path.insert(0, {!r})\n"
+            "from test_iptables_restore import services, NODE\n"
+            "svcs, ep = services(20, 2)\n"
+            "p = IptablesProxier(NODE, sysctls=False)\n"
+            "p.sync_blocking(ProxyState(tuple(svcs), {{k: tuple(v) for k, v in ep.items()}}))\n"
+            ).format(__file__.rsplit("/", 1)[0])
+    lab2.exec(ns, sys.executable, "-c", code)
+    lab2.exec(ns, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "192.0.2.0/24",
+              "-j", "MASQUERADE")                      # a rule that is not the proxy's
+    assert "KUBE-SEP-" in lab2.exec(ns, "iptables-save").stdout
+    lab2.exec(ns, sys.executable, "-m", "kcore.cli.main", "proxy", "--cleanup",
+              "--proxy-mode=iptables")
+    left = lab2.exec(ns, "iptables-save").stdout
+    assert "KUBE" not in left
+    assert "-A POSTROUTING -s 192.0.2.0/24 -j MASQUERADE" in left
