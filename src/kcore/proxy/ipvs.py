@@ -149,8 +149,10 @@ def bound_addresses(want: Table, node_ips: Iterable[str] = ()) -> set[str]:
 
 def plan(want: Table, have: Table, owned: Callable[[VirtualServer], bool] = lambda vs: True,
          graceful: bool = True) -> list[Op]:
-    """The fewest commands that turn `have` into `want`. Deterministic order:
-    new/edited services first, then dest changes, then deletions."""
+    """The fewest commands that turn `have` into `want`, in a fixed order:
+    wanted virtual servers one by one (added, or edited, then their dests
+    added, re-weighted, quiesced or deleted), then the deletion of owned
+    virtual servers no longer wanted."""
     ops: list[Op] = []
     for key in sorted(want, key=_vs_order):
         w = want[key]
