@@ -99,6 +99,7 @@ class RaftNode:
         self._campaign = False
         self._solo_check = True
         self._applyq: collections.deque = collections.deque()
+        self._wal_jobs = 0              # jobs queued on the WAL thread (snapshots)
         self._apply_wake = asyncio.Event()
 
     # ---------------------------------------------------------------- lifecycle --
@@ -118,7 +119,13 @@ class RaftNode:
 
     def run_in_wal_thread(self, fn: Callable[[], object]) -> asyncio.Future:
         """Run fn on the WAL thread, ordered with the writes (snapshots, release)."""
-        return asyncio.get_running_loop().run_in_executor(self.executor, fn)
+        self._wal_jobs += 1
+        fut = asyncio.get_running_loop().run_in_executor(self.executor, fn)
+
+        def done(_f) -> None:
+            self._wal_jobs -= 1
+        fut.add_done_callback(done)
+        return fut
 
     # ---------------------------------------------------------------- inputs -----
     def propose(self, data: bytes) -> None:
@@ -224,7 +231,12 @@ class RaftNode:
                     # 1. persist (the WAL thread), applying what is already durable meanwhile
                     fut = None
                     if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
-                        fut = loop.run_in_executor(self.executor, self._persist, rd)
+                        if (rd.snapshot is None and len(rd.entries) <= 2 and not self.pending
+                                and not self._wal_jobs):
+                            # a lone write: the fsync costs less than two thread handoffs
+                            self._persist(rd)
+                        else:
+                            fut = loop.run_in_executor(self.executor, self._persist, rd)
                     committed = rd.committed_entries
                     early = [e for e in committed if e.index <= self.persisted] \
                         if rd.snapshot is None else []
@@ -249,7 +261,11 @@ class RaftNode:
                         self.applied = max(self.applied, rd.snapshot.index)
                     rest = committed[len(early):]
                     if rest:
-                        self._enqueue_apply(rest)
+                        if not self._applyq and not self.pending:
+                            self._apply(rest)      # nothing to overlap with: apply now
+                            self._release_reads()
+                        else:
+                            self._enqueue_apply(rest)
                     for rs in rd.read_states:
                         self._read_sent.pop(rs.request_ctx, None)
                         waiters = self._read_inflight.pop(rs.request_ctx, None)
