@@ -84,6 +84,21 @@ class _Peer:
         self.queue.append(m)
         self.wake.set()
 
+    def send_now(self, msgs: list[Message]) -> None:
+        """Write at once when connected and nothing is queued (the common case: one
+        frame per Ready, no task switch); otherwise queue for the writer task."""
+        w = self.writer
+        if (w is None or self.queue or any(m.type == MT.SNAP for m in msgs)
+                or w.transport.get_write_buffer_size() > (1 << 20)):
+            for m in msgs:
+                self.send(m)
+            return
+        try:
+            w.write(_frame(MSGS, msgpack.packb([encode_message(m) for m in msgs])))
+        except (OSError, ConnectionError, RuntimeError):
+            self._close()
+            self._unreachable()
+
     async def _connect(self) -> None:
         last: Exception | None = None
         for url in self.urls:
@@ -266,12 +281,14 @@ class PeerTransport:
 
     def send(self, msgs) -> None:
         peers = self.peers
+        by_peer: dict[int, list[Message]] = {}
         for m in msgs:
-            p = peers.get(m.to)
-            if p is not None:
-                p.send(m)
+            if m.to in peers:
+                by_peer.setdefault(m.to, []).append(m)
             elif m.type == MT.SNAP:
                 self.handler.report_snapshot(m.to, False)
+        for pid, ms in by_peer.items():
+            peers[pid].send_now(ms)
 
     def is_active(self, pid: int) -> bool:
         p = self.peers.get(pid)
