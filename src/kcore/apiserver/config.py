@@ -11,6 +11,9 @@ class Config:
     insecure_bind_address: str = "127.0.0.1"
     insecure_port: int = 8080           # 0: pick a free port; -1: no insecure port
     etcd_servers: list[str] = field(default_factory=list)   # empty: embedded store
+    # kcore stores only: their pipelined protocol for reads and writes (watches stay
+    # on etcd_servers' gRPC)
+    etcd_pipeline_servers: list[str] = field(default_factory=list)
     etcd_cafile: str = ""
     etcd_certfile: str = ""
     etcd_keyfile: str = ""

@@ -73,7 +73,15 @@ class APIServer:
             if self.config.etcd_cafile or self.config.etcd_certfile:
                 tls = sc.TLSConfig(self.config.etcd_cafile, self.config.etcd_certfile,
                                    self.config.etcd_keyfile)
-            self.storage = StoreStorage(sc.connect(self.config.etcd_servers, tls=tls))
+            if self.config.etcd_pipeline_servers:
+                if tls is not None:
+                    raise ValueError("--etcd-pipeline-servers has no TLS; use it on a "
+                                     "trusted network or drop it")
+                client = sc.connect_pipeline(self.config.etcd_pipeline_servers, connections=2,
+                                             grpc_endpoints=self.config.etcd_servers)
+            else:
+                client = sc.connect(self.config.etcd_servers, tls=tls)
+            self.storage = StoreStorage(client)
         else:
             from kcore.store.config import ServerConfig
             from kcore.store.server import EtcdServer

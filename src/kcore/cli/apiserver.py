@@ -29,6 +29,8 @@ def apiserver_flags(prog: str = "kcore apiserver") -> FlagSet:
       "communication")
     a("etcd-certfile", "str", "", "SSL certification file used to secure etcd communication")
     a("etcd-keyfile", "str", "", "SSL key file used to secure etcd communication")
+    a("etcd-pipeline-servers", "list", [], "kcore: a kcore store's pipelined-protocol "
+      "endpoints (tcp://host:port); reads and writes go there, watches to --etcd-servers")
     a("etcd-prefix", "str", "/registry", "the prefix to prepend to all resource paths in etcd")
     a("listen-client-urls", "list", [], "kcore: also serve the embedded store's etcd v3 API "
       "on these URLs (e.g. http://127.0.0.1:2379), for etcdctl and backups")
@@ -104,6 +106,7 @@ def config_from_flags(o):
         insecure_bind_address=o.insecure_bind_address, insecure_port=o.insecure_port,
         etcd_servers=list(o.etcd_servers), etcd_cafile=o.etcd_cafile,
         etcd_certfile=o.etcd_certfile, etcd_keyfile=o.etcd_keyfile, etcd_prefix=o.etcd_prefix,
+        etcd_pipeline_servers=list(o.etcd_pipeline_servers),
         data_dir=o.data_dir, service_cluster_ip_range=o.service_cluster_ip_range,
         service_node_port_range=o.service_node_port_range, admission_plugins=plugins,
         allow_privileged=o.allow_privileged, event_ttl=int(o.event_ttl),

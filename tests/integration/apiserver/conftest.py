@@ -15,10 +15,25 @@ import pytest
 
 KUBECTL = shutil.which("kubectl")
 ETCD = shutil.which("etcd")
-BACKENDS = os.environ.get("KCORE_APISERVER_BACKENDS", "embedded,etcd").split(",")
+BACKENDS = os.environ.get("KCORE_APISERVER_BACKENDS", "embedded,etcd,kcore").split(",")
 
 
 from .apiserver_harness import _stop, _tail, free_port, wait_http  # noqa: E402
+
+
+def _wait_port(port: int, proc, timeout: float = 20.0) -> None:
+    import socket
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"store exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} not listening")
 
 
 class Cluster:
@@ -54,6 +69,25 @@ class Cluster:
             wait_http(f"http://127.0.0.1:{cport}/health", self.etcd,
                       os.path.join(self.root, "etcd.log"))
             args.append(f"--etcd-servers=http://127.0.0.1:{cport}")
+        elif self.backend == "kcore":
+            # `kcore etcd` as a separate store; reads and writes over its pipelined
+            # protocol, watches over its gRPC API
+            cport, pport, qport = free_port(), free_port(), free_port()
+            elog = open(os.path.join(self.root, "kcore-etcd.log"), "ab")
+            self.etcd = subprocess.Popen(
+                [sys.executable, "-m", "kcore.cli.main", "etcd", "--name", "t",
+                 "--data-dir", os.path.join(self.root, "kcore-etcd"),
+                 "--listen-client-urls", f"http://127.0.0.1:{cport}",
+                 "--advertise-client-urls", f"http://127.0.0.1:{cport}",
+                 "--listen-peer-urls", f"http://127.0.0.1:{pport}",
+                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{pport}",
+                 "--initial-cluster", f"t=http://127.0.0.1:{pport}",
+                 "--listen-pipeline-urls", f"tcp://127.0.0.1:{qport}"],
+                stdout=elog, stderr=subprocess.STDOUT)
+            elog.close()
+            _wait_port(qport, self.etcd)
+            args += [f"--etcd-servers=http://127.0.0.1:{cport}",
+                     f"--etcd-pipeline-servers=tcp://127.0.0.1:{qport}"]
         self.log_path = os.path.join(self.root, "apiserver.log")
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
