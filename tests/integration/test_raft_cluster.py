@@ -264,3 +264,38 @@ except Exception as e:
 
 
 del wait_port
+
+
+def test_learner_add_catch_up_and_promote(cluster, tmpdir_path):
+    wait_leader(cluster)
+    for i in range(30):
+        etcdctl(cluster.endpoints, "put", f"l/{i}", "x")
+    m4 = Member(os.path.join(tmpdir_path, "m4"), name="m4", extra=cluster.extra)
+    out = etcdctl(cluster.members[0].endpoint, "member", "add", "m4", "--learner",
+                  f"--peer-urls={m4.peer_url}").stdout
+    mid = re.search(r"Member\s+([0-9a-f]+) added", out)[1]
+    m4.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in cluster.members) + \
+        f",m4={m4.peer_url}"
+    m4.state = "existing"
+    cluster.members.append(m4)
+    m4.start()
+    # a learner replicates the data but does not vote; it reports itself as a learner
+    lines = [ln for ln in etcdctl(cluster.members[0].endpoint, "member", "list").stdout
+             .splitlines() if ln.startswith(mid) or ln.lstrip().startswith(mid)]
+    assert lines and lines[0].endswith(", true"), lines
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        r = etcdctl(m4.endpoint, "get", "l/", "--prefix", "--keys-only", "-w", "json",
+                    "--consistency=s", check=False)
+        if r.returncode == 0 and json.loads(r.stdout).get("count") == 30:
+            break
+        time.sleep(0.3)
+    assert json.loads(r.stdout).get("count") == 30
+    out = etcdctl(cluster.members[0].endpoint, "member", "promote", mid).stdout
+    assert "promoted" in out
+    line = [ln for ln in etcdctl(cluster.members[0].endpoint, "member", "list").stdout
+            .splitlines() if mid in ln][0]
+    assert line.endswith(", false"), line
+    etcdctl(m4.endpoint, "put", "after-promote", "v")
+    assert etcdctl(cluster.members[1].endpoint, "get", "after-promote").stdout.splitlines() \
+        == ["after-promote", "v"]
