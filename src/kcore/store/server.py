@@ -820,12 +820,16 @@ class EtcdServer:
             await asyncio.sleep(0.02)
 
     def _check_quorum_after_add(self) -> None:
-        """etcd refuses an add that would leave the cluster without a started quorum."""
-        if not self.node.is_leader():
+        """etcd's strict reconfiguration check: refuse a voting member add that would
+        leave fewer started (published) members than a quorum of the new size, except
+        the restore case of growing a one-member cluster."""
+        voters = set(self.conf_state.voters)
+        members = {m.ID: m for m in self.members()}
+        nmembers = len(voters) + 1
+        nstarted = sum(1 for v in voters if v in members and members[v].name)
+        if nstarted == 1 and nmembers == 2:
             return
-        voters = list(self.conf_state.voters)
-        started = sum(1 for v in voters if v == self.member_id or self.transport.is_active(v))
-        if started < (len(voters) + 1) // 2 + 1:
+        if nstarted < nmembers // 2 + 1:
             raise errors.MemberNotEnoughStarted()
 
     async def _conf_change(self, cc: ConfChange) -> None:
