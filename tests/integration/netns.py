@@ -57,6 +57,13 @@ class Hosts:
             self.close()
             raise
 
+    def route(self, cidr: str) -> None:
+        """Make `cidr` routable from every host (on-link, through its veth): a Service
+        CIDR needs a route for the kernel to get far enough to DNAT it."""
+        for i, ns in enumerate(self.names):
+            sh("ip", "netns", "exec", ns, "ip", "route", "add", cidr, "dev",
+               f"{self.tag}p{i}"[:15])
+
     def exec_prefix(self, i: int) -> list[str]:
         return ["ip", "netns", "exec", self.names[i]]
 
