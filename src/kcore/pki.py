@@ -139,6 +139,16 @@ def cert_valid_for(cert: x509.Certificate, issuer: x509.Certificate | None = Non
     return issuer is None or cert.issuer == issuer.subject
 
 
+def cert_names(cert: x509.Certificate) -> set[str]:
+    """The DNS names and IP addresses a certificate is valid for."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {str(v) for v in san.get_values_for_type(x509.IPAddress)} | \
+        set(san.get_values_for_type(x509.DNSName))
+
+
 def self_signed_serving(hosts: tuple[str, ...], cn: str = "kcore-apiserver",
                         days: int = 365) -> tuple[KeyPair, KeyPair]:
     """What kube-apiserver does without --tls-cert-file: a throw-away CA named after

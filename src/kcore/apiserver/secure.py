@@ -58,12 +58,7 @@ def serving_hosts(config: Config) -> tuple[str, ...]:
 
 
 def _names(cert: x509.Certificate) -> set[str]:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return set()
-    return {str(v) for v in san.get_values_for_type(x509.IPAddress)} | \
-        set(san.get_values_for_type(x509.DNSName))
+    return pki.cert_names(cert)
 
 
 def ensure_self_signed(directory: str, hosts: tuple[str, ...]) -> tuple[str, str]:

@@ -48,10 +48,12 @@ def generate(d: str, etcd: dict[str, str], apiserver_hosts: list[str], nodes: di
         written.append("ca")
 
     def leaf(name: str, cn: str, **kw) -> None:
+        """Keep a pair that chains to the CA, has a month left and covers the hosts."""
         crt, key = p(f"{name}.crt"), p(f"{name}.key")
         if os.path.exists(crt) and os.path.exists(key):
             kp = pki.KeyPair.load(crt, key)
-            if kp.cert.issuer == ca.cert.subject:
+            if pki.cert_valid_for(kp.cert, ca.cert, min_days=30) and \
+                    pki.cert_names(kp.cert) >= set(kw.get("hosts", ())):
                 return
         pki.make_cert(ca, cn, **kw).write(crt, key)
         written.append(name)
