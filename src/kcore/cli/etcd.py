@@ -265,7 +265,12 @@ def _snapshot_cmd(argv: list[str]) -> int:
                 print(f"{st['hash']:x}, {st['revision']}, {st['totalKey']}, {st['totalSize']}")
             return 0
         cfg = config_from_flags(opts)
-        snap.restore(args[0], cfg, skip_hash_check=opts.skip_hash_check)
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+        with Progress(TextColumn("restore"), BarColumn(), DownloadColumn(),
+                      transient=True) as bar:
+            t = bar.add_task("restore", total=None)
+            snap.restore(args[0], cfg, skip_hash_check=opts.skip_hash_check,
+                         progress=lambda d, n: bar.update(t, completed=d, total=n))
     except (snap.SnapshotError, ValueError, OSError) as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1

@@ -151,6 +151,31 @@ def components(o, pki_dir: str) -> list[Component]:
     return out
 
 
+def _wait_nodes(port: int, want: int, timeout: float) -> int:
+    """Show the nodes registering (hollow nodes take a while at thousands)."""
+    import json
+    import time
+    import urllib.request
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    n = 0
+    with Progress(TextColumn("nodes registered"), BarColumn(), TextColumn("{task.completed:,}/"
+                  "{task.total:,}"), TimeElapsedColumn(), transient=False) as bar:
+        t = bar.add_task("nodes", total=want)
+        deadline = time.monotonic() + timeout
+        while n < want and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(
+                        f"http://127.0.0.1:{port}/api/v1/nodes", timeout=10) as r:
+                    n = len(json.load(r).get("items", []))
+            except OSError:
+                pass
+            bar.update(t, completed=n)
+            if n < want:
+                time.sleep(1.0)
+    return n
+
+
 def _has_command(name: str) -> bool:
     from kcore.cli.main import SUBCOMMANDS
     return name in SUBCOMMANDS
@@ -181,6 +206,8 @@ def run(argv: list[str]) -> int:
         for c in comps[1:]:
             sup.start(c)
         bad = sup.wait_healthy([c.name for c in comps], o.timeout)
+    if not bad and o.hollow_nodes > 0:
+        _wait_nodes(o.insecure_port, o.hollow_nodes + 1, o.timeout * 4)
     print_table(sup.rows())
     if bad:
         for n in bad:

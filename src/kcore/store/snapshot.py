@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 
 from kcore.store.backend import DB_FILE, Backend
 from kcore.store.bootstrap import save_snapshot
@@ -31,7 +32,8 @@ def has_hash(size: int) -> bool:
     return size % 512 == HASH_SIZE
 
 
-def verify(path: str, skip_hash_check: bool = False) -> int:
+def verify(path: str, skip_hash_check: bool = False,
+           progress: Callable[[int, int], None] | None = None) -> int:
     """Check the trailing sha256; returns the size of the database part."""
     size = os.path.getsize(path)
     if not has_hash(size):
@@ -48,6 +50,8 @@ def verify(path: str, skip_hash_check: bool = False) -> int:
                 raise SnapshotError(f"{path}: truncated")
             h.update(chunk)
             left -= len(chunk)
+            if progress is not None:
+                progress(body - left, 2 * body)
         want = fh.read(HASH_SIZE)
     if not skip_hash_check and h.digest() != want:
         raise SnapshotError(f"{path}: expected sha256 {want.hex()}, got {h.hexdigest()}")
@@ -75,11 +79,12 @@ def status(path: str) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def restore(path: str, cfg: ServerConfig, skip_hash_check: bool = False) -> None:
+def restore(path: str, cfg: ServerConfig, skip_hash_check: bool = False,
+            progress: Callable[[int, int], None] | None = None) -> None:
     """Build cfg.data_dir from the snapshot at `path` (the data dir must not exist)."""
     if os.path.exists(cfg.data_dir) and os.listdir(cfg.data_dir):
         raise SnapshotError(f"data-dir {cfg.data_dir!r} exists")
-    body = verify(path, skip_hash_check)
+    body = verify(path, skip_hash_check, progress)
     members = cfg.cluster_members()
     if cfg.name not in members:
         raise SnapshotError(f"--initial-cluster has no member named {cfg.name!r}")
@@ -87,7 +92,8 @@ def restore(path: str, cfg: ServerConfig, skip_hash_check: bool = False) -> None
     shutil.rmtree(tmp_dir, ignore_errors=True)
     tcfg = ServerConfig(**{**cfg.__dict__, "data_dir": tmp_dir})
     os.makedirs(tcfg.snap_dir)
-    _copy_prefix(path, os.path.join(tcfg.snap_dir, DB_FILE), body)
+    _copy_prefix(path, os.path.join(tcfg.snap_dir, DB_FILE), body,
+                 (lambda done, _n: progress(body + done, 2 * body)) if progress else None)
     ids = {n: member_id(urls, cfg.initial_cluster_token) for n, urls in members.items()}
     cid = cluster_id(list(ids.values()))
     b = Backend(tcfg.snap_dir)
@@ -120,7 +126,8 @@ def restore(path: str, cfg: ServerConfig, skip_hash_check: bool = False) -> None
     os.rename(tmp_dir, cfg.data_dir)
 
 
-def _copy_prefix(src: str, dst: str, n: int) -> None:
+def _copy_prefix(src: str, dst: str, n: int,
+                 progress: Callable[[int, int], None] | None = None) -> None:
     with open(src, "rb") as fi, open(dst, "wb") as fo:
         left = n
         while left:
@@ -129,5 +136,7 @@ def _copy_prefix(src: str, dst: str, n: int) -> None:
                 break
             fo.write(chunk)
             left -= len(chunk)
+            if progress is not None:
+                progress(n - left, n)
         fo.flush()
         os.fsync(fo.fileno())
