@@ -115,3 +115,41 @@ def test_grpc_transport_real_etcd(tmpdir_path):
 
 
 del Member
+
+
+def test_watch_survives_channel_failover(member):
+    """grpc.aio cancels a channel's streams when the client closes it to fail over to
+    another endpoint: the watch ends with StreamClosed (not a silent CancelledError),
+    and the API server's watch cache resumes from its revision, watchers kept."""
+    import orjson
+
+    from kcore.apiserver.storage.store import StoreStorage
+    from kcore.apiserver.watchcache import WatchCache
+
+    async def main():
+        async with sc.connect([member.endpoint, member.endpoint]) as c:
+            await c.put_kv(b"/f/x", b"1")
+            w = c.watch_prefix(b"/f/")
+            it = w.__aiter__()
+            pending = asyncio.ensure_future(it.__anext__())
+            await asyncio.sleep(0.3)
+            await c.transport._failover()
+            with pytest.raises(errors.StreamClosed):
+                await asyncio.wait_for(pending, 5)
+
+            cache = WatchCache(StoreStorage(c), b"/g/",
+                               lambda raw, rev: {"metadata": {"name": orjson.loads(raw)["n"]}})
+            cache.start()
+            await asyncio.wait_for(cache.ready.wait(), 5)
+            watcher, _ = cache.watch(cache.rev, None, None, initial=False)
+            await c.put_kv(b"/g/a", orjson.dumps({"n": "a"}))
+            assert [e.entry.name for e in await asyncio.wait_for(watcher.next_batch(1), 5)] \
+                == ["a"]
+            await c.transport._failover()          # the cache's watch stream is cancelled
+            r = await c.put_kv(b"/g/b", orjson.dumps({"n": "b"}))
+            assert await cache.wait_for(r.header.revision, 5.0)
+            assert [e.entry.name for e in await asyncio.wait_for(watcher.next_batch(1), 5)] \
+                == ["b"]                           # the same watcher: no relist
+            watcher.close()
+            await cache.stop()
+    asyncio.run(main())

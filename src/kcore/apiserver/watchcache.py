@@ -165,20 +165,32 @@ class WatchCache:
             w.close()
 
     async def _run(self) -> None:
+        """List once, then watch from the cache's revision on. A watch that breaks
+        (endpoint failover, store restart) is resumed from where the cache is, so
+        its watchers keep going; only a compacted revision, or a store that went
+        back in time (restored from a backup), makes the cache list again."""
         backoff = 0.1
+        relist = True
         while True:
             try:
-                await self._relist()
+                if relist:
+                    await self._relist()
+                    relist = False
+                elif await self.storage.revision() < self.rev:
+                    log.warning("cache %s: the store is behind the cache (restored?); "
+                                "relisting", self.name)
+                    await self._relist()
                 backoff = 0.1
                 async for events in self.storage.watch(self.prefix, self.rev + 1):
                     self.apply(events)
-                log.info("cache %s: store watch ended; relisting", self.name)
+                log.info("cache %s: store watch ended; resuming at %d", self.name, self.rev + 1)
             except asyncio.CancelledError:
                 raise
             except StorageCompacted:
                 log.info("cache %s: watch compacted; relisting", self.name)
+                relist = True
             except Exception as e:  # noqa: BLE001 - store unavailable, keep trying
-                log.warning("cache %s: %s; relisting in %.1fs", self.name, e, backoff)
+                log.warning("cache %s: %s; resuming in %.1fs", self.name, e, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 

@@ -256,6 +256,9 @@ _SERVICE = {
 _RETRYABLE = None  # set lazily (grpc import)
 
 
+_SERVER_BUSY = (errors.NoLeader, errors.LeaderChanged, errors.Timeout)
+
+
 class GrpcTransport:
     """etcd v3 over gRPC to one of several endpoints ('host:port' or URLs)."""
 
@@ -318,7 +321,10 @@ class GrpcTransport:
             except grpc.aio.AioRpcError as e:
                 err = from_grpc_error(e)
                 if e.code() == grpc.StatusCode.UNAVAILABLE and attempt + 1 < attempts:
-                    await self._failover()
+                    if not isinstance(err, _SERVER_BUSY):
+                        # the endpoint itself is unreachable; a member that answered
+                        # "leader changed" or "no leader" is asked again
+                        await self._failover()
                     await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
                     continue
                 raise err from None
@@ -381,18 +387,35 @@ class GrpcWatch:
 
     async def _iter(self):
         grpc = self.t.grpc
+        if self.t._channel is None:
+            self.t._open()
         call = self.t._channel.stream_stream(
             "/etcdserverpb.Watch/Watch",
             request_serializer=pb.WatchRequest.SerializeToString,
             response_deserializer=pb.WatchResponse.FromString)
         self.stream = call()
         try:
-            await self.stream.write(pb.WatchRequest(create_request=self.create))
+            try:
+                await self.stream.write(pb.WatchRequest(create_request=self.create))
+            except grpc.aio.AioRpcError as e:
+                raise from_grpc_error(e) from None
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                raise errors.StreamClosed() from None
             while True:
                 try:
                     resp = await self.stream.read()
                 except grpc.aio.AioRpcError as e:
                     raise from_grpc_error(e) from None
+                except asyncio.CancelledError:
+                    # grpc.aio cancels the call when its channel closes (failover to
+                    # another endpoint); only a cancel of this task itself propagates
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise
+                    raise errors.StreamClosed() from None
                 if resp is grpc.aio.EOF:
                     return
                 if resp.created:

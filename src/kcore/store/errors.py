@@ -68,6 +68,8 @@ BadLeaderTransferee = _err("BadLeaderTransferee", FAILED_PRECONDITION,
                            "etcdserver: bad leader transferee")
 NotCapable = _err("NotCapable", UNAVAILABLE, "etcdserver: not capable")
 InvalidSortOption = _err("InvalidSortOption", INVALID_ARGUMENT, "etcdserver: invalid sort option")
+StreamClosed = _err("StreamClosed", UNAVAILABLE,
+                    "kcore: watch stream closed by its channel (endpoint failover)")
 Unimplemented = _err("Unimplemented", UNIMPLEMENTED, "unknown method")
 
 

@@ -88,6 +88,9 @@ class _Peer:
         """Write at once when connected and nothing is queued (the common case: one
         frame per Ready, no task switch); otherwise queue for the writer task."""
         w = self.writer
+        if w is not None and w.transport.is_closing():
+            self._close()           # lost (TLS writes to a dead peer do not raise)
+            w = None
         if (w is None or self.queue or any(m.type == MT.SNAP for m in msgs)
                 or w.transport.get_write_buffer_size() > (1 << 20)):
             for m in msgs:
@@ -110,7 +113,7 @@ class _Peer:
                 await self.t._hello(reader, writer, self.id)
                 self.writer = writer
                 self.active = True
-                asyncio.get_running_loop().create_task(self._drain_reader(reader))
+                asyncio.get_running_loop().create_task(self._drain_reader(reader, writer))
                 return
             except PeerError as e:
                 if "was removed" in str(e):
@@ -120,13 +123,19 @@ class _Peer:
                 last = e
         raise PeerError(f"cannot reach member {self.id:x} at {self.urls}: {last}")
 
-    async def _drain_reader(self, reader: asyncio.StreamReader) -> None:
-        # the inbound side of an outbound connection only tells us it closed
+    async def _drain_reader(self, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+        # the inbound side of an outbound connection only tells us it closed: then
+        # drop the writer, so the next message reconnects instead of writing into a
+        # dead connection
         try:
             while await reader.read(4096):
                 pass
-        except (OSError, ConnectionError):
+        except (OSError, ConnectionError, ssl.SSLError):
             pass
+        if self.writer is writer:
+            self._close()
+            self._unreachable()
 
     def _unreachable(self) -> None:
         self.active = False
@@ -142,6 +151,8 @@ class _Peer:
             self.wake.clear()
             if not self.queue:
                 continue
+            if self.writer is not None and self.writer.transport.is_closing():
+                self._close()
             if self.writer is None:
                 try:
                     await self._connect()
