@@ -238,8 +238,11 @@ class Kubelet:
                 await asyncio.sleep(cfg.node_lease_renew_interval)
             except asyncio.CancelledError:
                 raise
-            except (ApiError, TransportError) as e:
-                log.warning("renewing lease: %s", e)
+            except Exception as e:  # noqa: BLE001 - API errors and anything unexpected
+                if isinstance(e, (ApiError, TransportError)):
+                    log.warning("renewing lease: %s", e)
+                else:
+                    log.exception("renewing lease")
                 self.lease = None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 7.0)
@@ -286,14 +289,21 @@ class Kubelet:
                 log.warning("updating node status: %s", e)
                 if isinstance(e, NotFound):
                     await self.register()
+            except Exception:  # noqa: BLE001 - the heartbeat must outlive any one failure
+                log.exception("updating node status")
 
     async def update_node_status(self, force: bool = False) -> bool:
         """Post the node status when something changed or the report period passed."""
         now = self.clock()
         st = N.node_status(self.node_cfg, self.host, now, self._pressure(), self._conditions)
-        key = (tuple((c["type"], c["status"]) for c in st["conditions"]),
-               tuple(sorted(st["capacity"].items())))
-        if not force and key == self._last_status_key and \
+        conds = tuple(sorted((c["type"], c["status"]) for c in st["conditions"]))
+        key = (conds, tuple(sorted(st["capacity"].items())))
+        # compare with the Node as the API has it too (our informer's copy): the node
+        # controller marks a node Unknown when it missed heartbeats, and the kubelet
+        # must answer that at once, not at the next report period
+        served = tuple(sorted((c.get("type"), c.get("status")) for c in
+                              ((self.node or {}).get("status") or {}).get("conditions") or []))
+        if not force and key == self._last_status_key and served == conds and \
                 now - self._last_status_post < self.config.node_status_report_frequency:
             return False
         node = await self.client.patch(NODES, self.config.node_name, {"status": st},

@@ -182,6 +182,35 @@ def test_self_repair_after_kubelet_kill9():
         c.stop()
 
 
+def test_kubelet_answers_unknown_status_at_once():
+    """The node controller marks a node Unknown when it missed heartbeats (a paused
+    kubelet, a slow store during a leader change). The running kubelet sees that on
+    its own Node and posts Ready at its next status update, not at the next report
+    period (5 minutes), as the kubelet compares with the Node the API serves."""
+    c = Cluster(controllers=False).start()
+    try:
+        c.kubelet("unk-0", "--node-status-update-frequency=1s")
+
+        def ready() -> str:
+            node = c.http("GET", "/api/v1/nodes/unk-0")[1]
+            return next(x for x in node["status"]["conditions"] if x["type"] == "Ready")[
+                "status"]
+        wait_for(lambda: ready() == "True", 30, what="unk-0 Ready")
+        time.sleep(1.5)                  # past the first status post after registration
+        node = c.http("GET", "/api/v1/nodes/unk-0")[1]
+        for x in node["status"]["conditions"]:
+            x.update(status="Unknown", reason="NodeStatusUnknown",
+                     message="Kubelet stopped posting node status.")
+        code, body = c.http("PUT", "/api/v1/nodes/unk-0/status", node)
+        assert code == 200, body
+        assert ready() == "Unknown"
+        wait_for(lambda: ready() == "True", 10, what="unk-0 Ready again")
+    except BaseException:
+        print(c.dump())
+        raise
+    finally:
+        c.stop()
+
 def test_hollow_nodes_stay_ready():
     c = Cluster(controllers=True, cm_flags=[
         "--node-monitor-period=1s", "--node-monitor-grace-period=8s",
