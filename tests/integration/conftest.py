@@ -13,7 +13,8 @@ from store_harness import FRONTENDS, Member
 def tmpdir_path():
     d = tempfile.mkdtemp(prefix="kcore-test-")
     yield d
-    shutil.rmtree(d, ignore_errors=True)
+    if not os.environ.get("KCORE_KEEP_TMP"):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(params=FRONTENDS)

@@ -13,7 +13,19 @@ from kcore.client import LEASES, Client, LeaderElectionConfig, LeaderElector
 
 
 def run(coro, timeout: float = 60):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+    """Run a scenario; if it hangs, print every task's stack (what it waits on)
+    before failing, so a hang in CI says where it is."""
+    async def guarded():
+        task = asyncio.ensure_future(coro)
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            for t in asyncio.all_tasks():
+                if t is not asyncio.current_task():
+                    t.print_stack()
+            task.cancel()
+            raise AssertionError(f"scenario still running after {timeout} s (stacks above)")
+        return task.result()
+    return asyncio.run(guarded())
 
 
 def cfg(name: str, ident: str, **kw) -> LeaderElectionConfig:
