@@ -15,9 +15,9 @@ import subprocess
 import sys
 import time
 
+import netns
 import pytest
 
-import netns
 from kcore import pki
 from kcore.cli.certs import generate
 

@@ -14,7 +14,6 @@ import time
 import urllib.request
 
 import pytest
-
 from store_harness import ETCDCTL, Cluster, Member, etcdctl, free_port, wait_port
 
 KUBECTL = shutil.which("kubectl")

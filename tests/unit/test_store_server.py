@@ -65,7 +65,7 @@ def test_segments_are_released_after_snapshots(data_dir):
         srv = EtcdServer(cfg)
         await srv.start()
         c = sc.local(srv)
-        for i in range(600):
+        for _ in range(600):
             await c.put_kv(b"key", os.urandom(1024))
         await asyncio.sleep(0.3)
         segs = glob.glob(os.path.join(cfg.wal_dir, "*.wal"))

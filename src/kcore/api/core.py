@@ -335,7 +335,7 @@ def validate_pod_spec(spec, path: str, restart_only: list[str] | None = None
         if eff not in (None, "", "NoSchedule", "PreferNoSchedule", "NoExecute"):
             errs.append(E.unsupported(f"{path}.tolerations[{i}].effect", eff,
                                       ["NoExecute", "NoSchedule", "PreferNoSchedule"]))
-    for k, v in (spec.get("nodeSelector") or {}).items():
+    for k in (spec.get("nodeSelector") or {}):
         for m in V.qualified_name(k):
             errs.append(E.invalid(f"{path}.nodeSelector", k, m))
     if spec.get("nodeName"):

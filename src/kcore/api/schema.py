@@ -271,7 +271,7 @@ def _decode_val(v, fs: FieldSpec, path: str, owner: str, unknown: list[str]) -> 
     elif fs.kind == "map":
         if not isinstance(v, dict):
             raise _mismatch(v, "map[string]" + _gotype(fs.item), owner, path)
-        for k, x in v.items():
+        for x in v.values():
             if x is None:
                 continue
             _decode_val(x, fs.item, path, owner, unknown)

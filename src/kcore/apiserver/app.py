@@ -778,7 +778,6 @@ class Handlers:
                            "selector": sel_s}}
 
     async def scale(self, request, info: RequestInfo, reg: Registry) -> web.Response:
-        k = reg.kind
         ns = info.namespace
         verb = info.verb
         if verb == "get":

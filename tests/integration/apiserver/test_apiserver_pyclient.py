@@ -8,8 +8,8 @@ import time
 import pytest
 
 kubernetes = pytest.importorskip("kubernetes")
-from kubernetes import client, watch
-from kubernetes.client.rest import ApiException
+from kubernetes import client, watch  # noqa: E402
+from kubernetes.client.rest import ApiException  # noqa: E402
 
 
 @pytest.fixture(scope="module")
