@@ -44,7 +44,7 @@ def rc_manifest(flag: str) -> str:
 @pytest.fixture(scope="module")
 def cluster():
     c = Cluster(controllers=True, cm_flags=[
-        "--controllers=replicationcontroller,horizontalpodautoscaling",
+        "--controllers=replicationcontroller,replicaset,deployment,horizontalpodautoscaling",
         "--horizontal-pod-autoscaler-sync-period=1s",
         "--horizontal-pod-autoscaler-downscale-stabilization=4s",
         "--horizontal-pod-autoscaler-tolerance=0.1",
@@ -122,3 +122,26 @@ def test_autoscale_rc_up_on_cpu_and_back_down(cluster):
     events = c.kubectl("get", "events", "--field-selector",
                        "involvedObject.kind=HorizontalPodAutoscaler").stdout
     assert "SuccessfulRescale" in events
+
+
+def test_autoscale_deployment_scales_idle_pods_down(cluster):
+    """apps/v1 through the same scale subresource: 2 idle pods at ~0 % of their
+    request are scaled down to --min once the stabilisation window has passed."""
+    c = cluster
+    c.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "calm"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "calm"}}, "template": {
+            "metadata": {"labels": {"app": "calm"}},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                "name": "calm", "image": "python",
+                "command": ["python3", "-c", "import time; time.sleep(300)"],
+                "resources": {"requests": {"cpu": "200m"}}}]}}}}))
+    c.kubectl("autoscale", "deployment", "calm", "--cpu-percent=60", "--min=1", "--max=4")
+
+    def replicas() -> int:
+        return json.loads(c.kubectl("get", "deployment", "calm", "-o", "json").stdout)[
+            "spec"]["replicas"]
+    wait_for(lambda: replicas() == 1, 45, interval=0.5, what="deployment scaled down to 1")
+    st = json.loads(c.kubectl("get", "hpa", "calm", "-o", "json").stdout)["status"]
+    assert st["desiredReplicas"] == 1 and st["currentCPUUtilizationPercentage"] < 60
+    assert "Deployment/calm" in c.kubectl("get", "hpa", "calm").stdout
