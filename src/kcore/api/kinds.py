@@ -92,6 +92,7 @@ def load() -> None:
         coordination,
         core,
         meta_schema,
+        metrics,
         rbac,
         schema,
     )

@@ -296,6 +296,8 @@ class Handlers:
     async def resource(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         reg = self.s.registry(info.group, info.version, info.resource)
         if reg is None:
+            if info.group == "metrics.k8s.io" and info.version == "v1beta1":
+                return await self.s.resource_metrics.serve(request, info)
             if info.resource == "bindings" and not info.group and info.namespace and \
                     info.verb == "create" and not info.name:
                 return await self.binding(request, info, self.s.registry("", "v1", "pods"))

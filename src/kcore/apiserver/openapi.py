@@ -118,6 +118,16 @@ def document(gv: str, kinds: list[Kind]) -> dict:
             continue
         ln, ls = _list_schema(k)
         extra_schemas[ln] = ls
+        if "create" not in k.verbs:          # read-only (metrics.k8s.io): get and list
+            paths[coll] = {"get": _op("list", k, f"list{ver}{nsd}{K}", ln,
+                                      [*ns_p, Q_PRETTY, *LIST_PARAMS])}
+            paths[item] = {"get": _op("get", k, f"read{ver}{nsd}{K}", k.schema,
+                                      [name_p, *ns_p, Q_PRETTY])}
+            if k.namespaced:
+                paths[f"{base}/{k.plural}"] = {
+                    "get": _op("list", k, f"list{ver}{K}ForAllNamespaces", ln,
+                               [Q_PRETTY, *LIST_PARAMS])}
+            continue
         paths[coll] = {
             "get": _op("list", k, f"list{ver}{nsd}{K}", ln, [*ns_p, Q_PRETTY, *LIST_PARAMS]),
             "post": _op("post", k, f"create{ver}{nsd}{K}", k.schema, [*ns_p, *mut],

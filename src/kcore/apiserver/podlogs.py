@@ -1,7 +1,6 @@
 """pods/log: proxied to the kubelet of the pod's node.
 
-The kubelet endpoint is the node's InternalIP (or Hostname) and
-status.daemonEndpoints.kubeletEndpoint.Port; the kubelet serves
+The kubelet endpoint comes from the Node (kubelet_endpoint.py); the kubelet serves
 GET /containerLogs/<ns>/<pod>/<container> (plain HTTP in kcore). Without a
 kubelet to ask, the answer is a Status, not an empty log.
 """
@@ -11,6 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from kcore.api import errors as E
+from kcore.apiserver.kubelet_endpoint import kubelet_address, kubelet_url
 
 
 def _container(pod: dict, name: str | None) -> str:
@@ -40,18 +40,15 @@ async def proxy_log(server, request: web.Request, pod: dict) -> web.StreamRespon
     nodes = server.registry("", "v1", "nodes")
     ent = await nodes.current(nodes.key("", node_name))
     node = ent.obj if ent is not None else None
-    st = (node or {}).get("status") or {}
-    port = (((st.get("daemonEndpoints") or {}).get("kubeletEndpoint")) or {}).get("Port") or 0
-    host = next((a.get("address") for t in ("InternalIP", "Hostname", "ExternalIP")
-                 for a in st.get("addresses") or [] if a.get("type") == t), None)
-    if node is None or not port or not host:
+    addr = kubelet_address(node)
+    if addr is None:
         raise E.ApiError(404, "NotFound", f'the kubelet of node "{node_name}" is not reachable '
                          f'(no kubelet endpoint): no logs for pod "{md["name"]}"',
                          {"name": md["name"], "kind": "pods"})
     params = {k: v for k, v in q.items() if k in ("follow", "previous", "sinceSeconds",
                                                  "sinceTime", "timestamps", "tailLines",
                                                  "limitBytes")}
-    url = f"http://{host}:{port}/containerLogs/{md['namespace']}/{md['name']}/{container}"
+    url = kubelet_url(addr, f"/containerLogs/{md['namespace']}/{md['name']}/{container}")
     resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
     try:
         async with aiohttp.ClientSession() as s:

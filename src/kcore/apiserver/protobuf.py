@@ -90,9 +90,18 @@ MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
     "EnvVar": {1: ("name", "s"), 2: ("value", "s")},
     "ResourceRequirements": {1: ("limits", "map:q"), 2: ("requests", "map:q")},
     "Empty": {},
+    # autoscaling/v1 (`kubectl autoscale`)
+    "HorizontalPodAutoscaler": {1: ("metadata", "m:ObjectMeta"),
+                                2: ("spec", "m:HorizontalPodAutoscalerSpec"),
+                                3: ("status", "m:Empty")},
+    "HorizontalPodAutoscalerSpec": {1: ("scaleTargetRef", "m:CrossVersionObjectReference"),
+                                    2: ("minReplicas", "i"), 3: ("maxReplicas", "i"),
+                                    4: ("targetCPUUtilizationPercentage", "i")},
+    "CrossVersionObjectReference": {1: ("kind", "s"), 2: ("name", "s"),
+                                    3: ("apiVersion", "s")},
 }
 TOP = {"Namespace", "ConfigMap", "Secret", "ServiceAccount", "ResourceQuota", "Service",
-       "Deployment"}
+       "Deployment", "HorizontalPodAutoscaler"}
 
 
 def _varint(b: bytes, i: int) -> tuple[int, int]:

@@ -452,6 +452,8 @@ CLUSTER_ROLES: dict[str, tuple[dict, list[dict], dict | None]] = {
                                      "horizontalpodautoscalers/status"]),
         rule(READ, ["batch"], ["cronjobs", "cronjobs/status", "jobs", "jobs/status"]),
         rule(READ, [COORD], ["leases"])], None),
+    "system:aggregated-metrics-reader": ({**_AGG_VIEW, **_AGG_EDIT, **_AGG_ADMIN}, [
+        rule(["get", "list", "watch"], ["metrics.k8s.io"], ["nodes", "pods"])], None),
     "system:auth-delegator": ({}, [rule(["create"], [AUTHN], ["tokenreviews"]),
                                    rule(["create"], [AUTHZ], ["subjectaccessreviews"])], None),
     "system:node": ({}, [

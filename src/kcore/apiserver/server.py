@@ -56,7 +56,11 @@ class APIServer:
         self.token_authenticator = None     # the secure port's RequestAuthenticator
         from kcore.api.authentication import REVIEW_KINDS as AUTHN_REVIEWS
         from kcore.api.authorization import REVIEW_KINDS as AUTHZ_REVIEWS
-        self.review_kinds = [*AUTHZ_REVIEWS, *AUTHN_REVIEWS]
+        from kcore.api.metrics import METRICS_KINDS
+        from kcore.apiserver.metrics_api import ResourceMetrics
+        # served without a storage registry: in discovery and OpenAPI all the same
+        self.review_kinds = [*AUTHZ_REVIEWS, *AUTHN_REVIEWS, *METRICS_KINDS]
+        self.resource_metrics = ResourceMetrics(self)
         self.started = time.time()
         self._event_lease = (0, 0.0)
         self._lease_lock = asyncio.Lock()

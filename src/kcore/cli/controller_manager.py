@@ -20,7 +20,7 @@ log = logging.getLogger("kcore.controller-manager")
 def controller_manager_flags(prog: str = "kcore controller-manager") -> FlagSet:
     fs = FlagSet(prog, "Run the kcore controller manager (replication, deployments, node "
                  "lifecycle, endpoints, namespaces, service accounts, quota, node IPAM, "
-                 "garbage collection).")
+                 "garbage collection, horizontal pod autoscaling).")
     a = fs.add
     a("master", "str", "", "the address of the Kubernetes API server (overrides any value "
       "in kubeconfig)")
@@ -104,6 +104,22 @@ def controller_manager_flags(prog: str = "kcore controller-manager") -> FlagSet:
       "must be synced with the API server's flag")
     a("terminated-pod-gc-threshold", "int", 12500, "number of terminated pods that can exist "
       "before the terminated pod garbage collector starts deleting them (<= 0: disabled)")
+    a("concurrent-horizontal-pod-autoscaler-syncs", "int", 5, "the number of horizontal pod "
+      "autoscaler objects allowed to sync concurrently")
+    a("horizontal-pod-autoscaler-sync-period", "duration", 15.0, "the period for syncing the "
+      "number of pods in horizontal pod autoscaler")
+    a("horizontal-pod-autoscaler-use-rest-clients", "bool", True, "deprecated and accepted: "
+      "metrics are always read through the metrics.k8s.io REST API")
+    a("horizontal-pod-autoscaler-downscale-stabilization", "duration", 300.0, "the period for "
+      "which autoscaler will look backwards and not scale down below any recommendation it "
+      "made during that period")
+    a("horizontal-pod-autoscaler-tolerance", "float", 0.1, "the minimum change (from 1.0) in "
+      "the desired-to-actual metrics ratio for the horizontal pod autoscaler to consider "
+      "scaling")
+    a("horizontal-pod-autoscaler-cpu-initialization-period", "duration", 300.0, "the period "
+      "after pod start when CPU samples might be skipped")
+    a("horizontal-pod-autoscaler-initial-readiness-delay", "duration", 30.0, "the period after "
+      "pod start during which readiness changes will be treated as initial readiness")
     a("v", "int", 0, "number for the log level verbosity")
     a("log-level", "str", "info", "kcore: debug, info, warn, error")
     return fs
@@ -135,7 +151,16 @@ def options_from_flags(o):
         service_account_private_key_file=o.service_account_private_key_file,
         root_ca_file=o.root_ca_file, enable_garbage_collector=o.enable_garbage_collector,
         terminated_pod_gc_threshold=o.terminated_pod_gc_threshold,
-        min_resync_period=o.min_resync_period)
+        min_resync_period=o.min_resync_period,
+        concurrent_horizontal_pod_autoscaler_syncs=o.concurrent_horizontal_pod_autoscaler_syncs,
+        horizontal_pod_autoscaler_sync_period=o.horizontal_pod_autoscaler_sync_period,
+        horizontal_pod_autoscaler_downscale_stabilization=(
+            o.horizontal_pod_autoscaler_downscale_stabilization),
+        horizontal_pod_autoscaler_tolerance=o.horizontal_pod_autoscaler_tolerance,
+        horizontal_pod_autoscaler_cpu_initialization_period=(
+            o.horizontal_pod_autoscaler_cpu_initialization_period),
+        horizontal_pod_autoscaler_initial_readiness_delay=(
+            o.horizontal_pod_autoscaler_initial_readiness_delay))
 
 
 def _check(o) -> str | None:
@@ -154,6 +179,10 @@ def _check(o) -> str | None:
             ipaddress.ip_network(o.service_cluster_ip_range, strict=False)
         except ValueError as e:
             return f"invalid --service-cluster-ip-range: {e}"
+    if o.horizontal_pod_autoscaler_sync_period <= 0:
+        return "--horizontal-pod-autoscaler-sync-period must be positive"
+    if o.horizontal_pod_autoscaler_tolerance < 0:
+        return "--horizontal-pod-autoscaler-tolerance must not be negative"
     if o.leader_elect and o.leader_elect_resource_lock not in ("leases", "endpointsleases",
                                                                 "configmapsleases"):
         return f"unsupported --leader-elect-resource-lock {o.leader_elect_resource_lock!r}"

@@ -40,6 +40,7 @@ ACCOUNTS: dict[str, str | None] = {
     "taint-eviction-controller": "node-controller",
     "garbagecollector": "generic-garbage-collector",
     "podgc": "pod-garbage-collector",
+    "horizontalpodautoscaling": "horizontal-pod-autoscaler",
 }
 
 

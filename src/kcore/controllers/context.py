@@ -43,6 +43,13 @@ class Options:
     enable_garbage_collector: bool = True
     terminated_pod_gc_threshold: int = 12500
     min_resync_period: float = 0.0     # informer resync (0: none)
+    # horizontal pod autoscaler
+    concurrent_horizontal_pod_autoscaler_syncs: int = 5
+    horizontal_pod_autoscaler_sync_period: float = 15.0
+    horizontal_pod_autoscaler_downscale_stabilization: float = 300.0
+    horizontal_pod_autoscaler_tolerance: float = 0.1
+    horizontal_pod_autoscaler_cpu_initialization_period: float = 300.0
+    horizontal_pod_autoscaler_initial_readiness_delay: float = 30.0
 
 
 class ControllerContext:

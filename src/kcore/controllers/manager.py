@@ -42,6 +42,7 @@ REGISTRY = {
     "taint-eviction-controller": "tainteviction:TaintEvictionController",
     "garbagecollector": "garbagecollector:GarbageCollector",
     "podgc": "podgc:PodGCController",
+    "horizontalpodautoscaling": "podautoscaler:HorizontalController",
 }
 
 
@@ -53,8 +54,8 @@ def constructor(name: str) -> Callable[[ControllerContext], Controller]:
 ALL_CONTROLLERS = ("replicationcontroller", "replicaset", "deployment", "endpoint",
                    "namespace", "serviceaccount", "serviceaccount-token", "resourcequota",
                    "nodeipam", "nodelifecycle", "taint-eviction-controller",
-                   "garbagecollector", "podgc")
-ALIASES = {"node-lifecycle-controller": "nodelifecycle", "node-ipam-controller": "nodeipam",
+                   "garbagecollector", "podgc", "horizontalpodautoscaling")
+ALIASES = {"horizontal-pod-autoscaler-controller": "horizontalpodautoscaling", "node-lifecycle-controller": "nodelifecycle", "node-ipam-controller": "nodeipam",
            "endpoints": "endpoint", "replication-controller": "replicationcontroller"}
 
 
