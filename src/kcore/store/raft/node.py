@@ -228,6 +228,17 @@ class RaftNode:
                         self._soft(rd.soft_state)
                     if rd.hard_state is not None:
                         self.term = rd.hard_state.term
+                    # 0. a leader sends first and writes its log meanwhile (raft thesis
+                    # 10.2.1, as etcd does): the followers' fsyncs overlap its own. Safe:
+                    # the leader applies only what it has persisted itself, and its vote
+                    # and term are durable already (only the commit index may be newer)
+                    sent = False
+                    hs, durable = rd.hard_state, self.storage.hard_state
+                    if (rd.messages and rd.snapshot is None and self.role == Role.LEADER
+                            and (hs is None or (hs.term, hs.vote) ==
+                                 (durable.term, durable.vote))):
+                        self.transport.send(rd.messages)
+                        sent = True
                     # 1. persist (the WAL thread), applying what is already durable meanwhile
                     fut = None
                     if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
@@ -252,7 +263,7 @@ class RaftNode:
                     if rd.hard_state is not None:
                         self.storage.set_hard_state(rd.hard_state)
                     # 2. send
-                    if rd.messages:
+                    if rd.messages and not sent:
                         self.transport.send(rd.messages)
                     # 3. install and apply the rest
                     if rd.snapshot is not None:
