@@ -40,6 +40,7 @@ ACCOUNTS: dict[str, str | None] = {
     "taint-eviction-controller": "node-controller",
     "garbagecollector": "generic-garbage-collector",
     "podgc": "pod-garbage-collector",
+    "root-ca-certificate-publisher-controller": "root-ca-cert-publisher",
 }
 
 

@@ -42,6 +42,7 @@ REGISTRY = {
     "taint-eviction-controller": "tainteviction:TaintEvictionController",
     "garbagecollector": "garbagecollector:GarbageCollector",
     "podgc": "podgc:PodGCController",
+    "root-ca-certificate-publisher-controller": "rootca:RootCACertPublisher",
 }
 
 
@@ -53,9 +54,10 @@ def constructor(name: str) -> Callable[[ControllerContext], Controller]:
 ALL_CONTROLLERS = ("replicationcontroller", "replicaset", "deployment", "endpoint",
                    "namespace", "serviceaccount", "serviceaccount-token", "resourcequota",
                    "nodeipam", "nodelifecycle", "taint-eviction-controller",
-                   "garbagecollector", "podgc")
+                   "garbagecollector", "podgc", "root-ca-certificate-publisher-controller")
 ALIASES = {"node-lifecycle-controller": "nodelifecycle", "node-ipam-controller": "nodeipam",
-           "endpoints": "endpoint", "replication-controller": "replicationcontroller"}
+           "endpoints": "endpoint", "replication-controller": "replicationcontroller",
+           "root-ca-cert-publisher": "root-ca-certificate-publisher-controller"}
 
 
 def select_controllers(spec: list[str], options: Options) -> list[str]:
