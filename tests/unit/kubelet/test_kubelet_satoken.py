@@ -217,3 +217,34 @@ def test_root_ca_publisher_is_a_default_controller():
     assert "root-ca-certificate-publisher-controller" in select_controllers(["*"], Options())
     assert select_controllers(["root-ca-cert-publisher"], Options()) == [
         "root-ca-certificate-publisher-controller"]
+
+
+@pytest.mark.skipif(not M.can_use_mount_namespaces(), reason="needs root and unshare")
+def test_process_runtime_container_and_exec_see_the_volume(tmp_path):
+    from kcore.kubelet.runtime.base import PodRef, Sandbox
+    from kcore.kubelet.runtime.process import ProcessRuntime
+    vol, target = tmp_path / "vol", tmp_path / "mnt" / "sa"
+    vol.mkdir()
+    (vol / "token").write_text("t1")
+    sb = Sandbox(PodRef("ns", "p", "uid-1"), "127.0.0.1")
+    pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "uid-1"}}
+
+    async def go():
+        rt = ProcessRuntime(str(tmp_path / "root"))
+        c = await rt.start_container(pod, {"name": "c", "command": ["sleep", "30"]}, sb, 0,
+                                     {"PATH": os.environ["PATH"]},
+                                     (Mount(str(vol), str(target), True),))
+        try:
+            for _ in range(50):             # the bind happens just before the exec
+                code, out = await rt.exec(c, ["cat", f"{target}/token"], 5)
+                if code == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert (code, out) == (0, "t1")
+            (vol / "token").write_text("t2")       # updates show through the bind
+            assert await rt.exec(c, ["cat", f"{target}/token"], 5) == (0, "t2")
+        finally:
+            await rt.close()
+
+    asyncio.run(go())
+    assert os.listdir(target) == []
