@@ -36,6 +36,51 @@ KNOWN = set(DEFAULT_PLUGINS) | {"AlwaysAdmit", "NamespaceExists", "NamespaceAuto
                                 "RuntimeClass", "ValidatingAdmissionPolicy",
                                 "ClusterTrustBundleAttest", "PersistentVolumeClaimResize"}
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
+MIRROR_ANN = "kubernetes.io/config.mirror"
+SA_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+TOKEN_SECONDS = 3607
+_SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def automount(spec: dict, sa: dict) -> bool:
+    """The pod's automountServiceAccountToken, else the account's, else true."""
+    for v in (spec.get("automountServiceAccountToken"), sa.get("automountServiceAccountToken")):
+        if isinstance(v, bool):
+            return v
+    return True
+
+
+def api_access_volume(name: str) -> dict:
+    """kube's `kube-api-access-*` projected volume: a bound token, the cluster CA, the
+    namespace."""
+    return {"name": name, "projected": {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": TOKEN_SECONDS, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt",
+                       "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {
+            "apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}}
+
+
+def add_api_access_volume(spec: dict, suffix: str) -> bool:
+    """Add the volume and a read-only mount at SA_MOUNT_PATH to every (init) container
+    that has nothing mounted there; False when every container already has one."""
+    containers = [c for key in ("initContainers", "containers")
+                  for c in spec.get(key) or [] if isinstance(c, dict)]
+    need = [c for c in containers
+            if not any(m.get("mountPath") == SA_MOUNT_PATH for m in c.get("volumeMounts") or [])]
+    if not need:
+        return False
+    name = f"kube-api-access-{suffix}"
+    spec.setdefault("volumes", []).append(api_access_volume(name))
+    for c in need:
+        c.setdefault("volumeMounts", []).append(
+            {"name": name, "readOnly": True, "mountPath": SA_MOUNT_PATH})
+    return True
+
+
+def _suffix() -> str:
+    import random
+    return "".join(random.choice(_SUFFIX_CHARS) for _ in range(5))
 
 
 class Chain:
@@ -97,15 +142,20 @@ class Chain:
         spec = a.obj.setdefault("spec", {})
         if not isinstance(spec, dict):
             return
+        if MIRROR_ANN in ((a.obj.get("metadata") or {}).get("annotations") or {}):
+            return
         sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
         spec["serviceAccountName"] = sa
         spec["serviceAccount"] = sa
-        if sa == "default":
-            return       # kcore: the default account is not required to exist (no SA controller yet)
         reg = self.server.registry("", "v1", "serviceaccounts")
-        if await reg.current(reg.key(a.namespace, sa)) is None:
+        ent = await reg.current(reg.key(a.namespace, sa))
+        if ent is None:
+            if sa == "default":
+                return   # kcore: pods may precede the default account (no controller manager)
             raise E.forbidden_error("pods", a.name, f"error looking up service account "
                                     f"{a.namespace}/{sa}: serviceaccount \"{sa}\" not found")
+        if automount(spec, ent.obj):
+            add_api_access_volume(spec, _suffix())
 
     # -- LimitRanger ------------------------------------------------------------------
     async def _limit_ranges(self, ns: str) -> list[dict]:

@@ -215,6 +215,19 @@ def run(argv: list[str]) -> int:
     return asyncio.run(serve(opts, options, names))
 
 
+def _kubeconfig_ca(cfg) -> str:
+    """The kubeconfig's CA (root-ca-cert-publisher's fallback for --root-ca-file)."""
+    if cfg.ca_data:
+        return cfg.ca_data.decode()
+    if cfg.ca_file:
+        try:
+            with open(cfg.ca_file) as fh:
+                return fh.read()
+        except OSError:
+            return ""
+    return ""
+
+
 async def serve(opts, options, names: list[str]) -> int:
     from kcore.client import Client, ConfigError, build_config
     from kcore.client.leaderelection import LeaderElectionConfig
@@ -226,6 +239,7 @@ async def serve(opts, options, names: list[str]) -> int:
         print(f"kcore controller-manager: {e}", file=sys.stderr)
         return 2
     cfg.qps, cfg.burst = opts.kube_api_qps, opts.kube_api_burst
+    options.root_ca_bundle = _kubeconfig_ca(cfg)
     cfg.user_agent = "kcore-controller-manager/v1.32.4"
     le = None
     if opts.leader_elect:

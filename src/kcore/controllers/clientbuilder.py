@@ -41,6 +41,7 @@ ACCOUNTS: dict[str, str | None] = {
     "garbagecollector": "generic-garbage-collector",
     "podgc": "pod-garbage-collector",
     "horizontalpodautoscaling": "horizontal-pod-autoscaler",
+    "root-ca-certificate-publisher-controller": "root-ca-cert-publisher",
 }
 
 

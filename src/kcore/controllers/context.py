@@ -40,6 +40,7 @@ class Options:
     namespace_sync_period: float = 300.0
     service_account_private_key_file: str = ""
     root_ca_file: str = ""
+    root_ca_bundle: str = ""           # the kubeconfig's CA (when no --root-ca-file)
     enable_garbage_collector: bool = True
     terminated_pod_gc_threshold: int = 12500
     min_resync_period: float = 0.0     # informer resync (0: none)

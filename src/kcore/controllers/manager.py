@@ -43,6 +43,7 @@ REGISTRY = {
     "garbagecollector": "garbagecollector:GarbageCollector",
     "podgc": "podgc:PodGCController",
     "horizontalpodautoscaling": "podautoscaler:HorizontalController",
+    "root-ca-certificate-publisher-controller": "rootca:RootCACertPublisher",
 }
 
 
@@ -54,9 +55,12 @@ def constructor(name: str) -> Callable[[ControllerContext], Controller]:
 ALL_CONTROLLERS = ("replicationcontroller", "replicaset", "deployment", "endpoint",
                    "namespace", "serviceaccount", "serviceaccount-token", "resourcequota",
                    "nodeipam", "nodelifecycle", "taint-eviction-controller",
-                   "garbagecollector", "podgc", "horizontalpodautoscaling")
-ALIASES = {"horizontal-pod-autoscaler-controller": "horizontalpodautoscaling", "node-lifecycle-controller": "nodelifecycle", "node-ipam-controller": "nodeipam",
-           "endpoints": "endpoint", "replication-controller": "replicationcontroller"}
+                   "garbagecollector", "podgc", "horizontalpodautoscaling",
+                   "root-ca-certificate-publisher-controller")
+ALIASES = {"horizontal-pod-autoscaler-controller": "horizontalpodautoscaling",
+           "node-lifecycle-controller": "nodelifecycle", "node-ipam-controller": "nodeipam",
+           "endpoints": "endpoint", "replication-controller": "replicationcontroller",
+           "root-ca-cert-publisher": "root-ca-certificate-publisher-controller"}
 
 
 def select_controllers(spec: list[str], options: Options) -> list[str]:

@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 
 from kcore.client import EventRecorder, NotFound, SharedInformer
 from kcore.client.errors import AlreadyExists, ApiError, Conflict, TransportError
-from kcore.client.resources import CONFIG_MAPS, LEASES, NODES, PODS, SECRETS
+from kcore.client.resources import (
+    CONFIG_MAPS,
+    ENDPOINTS,
+    LEASES,
+    NODES,
+    PODS,
+    SECRETS,
+    SERVICES,
+)
 from kcore.kubelet import node as N
 from kcore.kubelet.backoff import Backoff
 from kcore.kubelet.hostinfo import HostInfo, host_info, meminfo, primary_ip
@@ -99,6 +107,7 @@ class Kubelet:
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
         self.stats = None
+        self._api_env: tuple[float, dict] | None = None
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -355,6 +364,25 @@ class Kubelet:
                 return w
         return None
 
+    async def api_service_env(self) -> dict[str, str]:
+        """KUBERNETES_SERVICE_HOST/PORT for every container: the API server's own address
+        from the `kubernetes` Endpoints (the process runtime routes no ClusterIPs without
+        a proxy), else the Service's ClusterIP and 443; cached for 30 s."""
+        now = self.clock()
+        if self._api_env is not None and now - self._api_env[0] < 30:
+            return self._api_env[1]
+        env: dict[str, str] = {}
+        try:
+            ep = await self.client.get(ENDPOINTS, "kubernetes", "default")
+            env = api_env_from(ep, None)
+            if not env:
+                env = api_env_from(None, await self.client.get(SERVICES, "kubernetes",
+                                                                "default"))
+        except (ApiError, TransportError) as e:
+            log.debug("kubernetes service: %s", e)
+        self._api_env = (now, env)
+        return env
+
     async def lookup(self, kind: str, ns: str, name: str) -> dict | None:
         res = {"configmaps": CONFIG_MAPS, "secrets": SECRETS}[kind]
         try:
@@ -369,6 +397,28 @@ class Kubelet:
         obj = {"kind": "Pod", "apiVersion": "v1", "metadata": pod.get("metadata") or {}}
         with contextlib.suppress(Exception):
             self.recorder.event(obj, type_, reason, message)
+
+
+def api_env_from(endpoints: dict | None, service: dict | None) -> dict[str, str]:
+    """The in-cluster env vars from the `kubernetes` Endpoints (first address, https
+    port) or, failing that, Service."""
+    host, port = "", 0
+    for ss in (endpoints or {}).get("subsets") or []:
+        addrs, ports = ss.get("addresses") or [], ss.get("ports") or []
+        if addrs and ports:
+            p = next((p for p in ports if p.get("name") == "https"), ports[0])
+            host, port = addrs[0].get("ip", ""), int(p.get("port") or 0)
+            break
+    if not host and service:
+        spec = service.get("spec") or {}
+        ip = spec.get("clusterIP") or ""
+        if ip and ip != "None":
+            host, port = ip, 443
+    if not host or not port:
+        return {}
+    hp = f"[{host}]" if ":" in host else host
+    return {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": str(port),
+            "KUBERNETES_SERVICE_PORT_HTTPS": str(port), "KUBERNETES_PORT": f"tcp://{hp}:{port}"}
 
 
 class _LazyNetns:

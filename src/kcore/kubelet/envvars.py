@@ -115,3 +115,8 @@ async def container_env(pod: dict, container: dict, *, pod_ip: str, host_ip: str
                                    f"{ns}/{ref.get('name', '')}")
                 env[name] = data[ref["key"]]
     return env
+
+
+def field_value(pod: dict, path: str, pod_ip: str = "", host_ip: str = "") -> str:
+    """A fieldRef's value (env vars and downwardAPI volume items)."""
+    return _field(pod, path, pod_ip, host_ip)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -22,7 +23,9 @@ from kcore.kubelet import images
 from kcore.kubelet.envvars import EnvError, container_env
 from kcore.kubelet.podstatus import FAILED, SUCCEEDED, CStatus, pod_status
 from kcore.kubelet.probes import FAILURE, ProbeCounter, ProbeSpec, run_probe
+from kcore.kubelet.projected import VolumeError
 from kcore.kubelet.runtime.base import Container, Exit, PodRef, Sandbox, StartError
+from kcore.kubelet.volumes import PodVolumes
 
 log = logging.getLogger("kcore.kubelet.pods")
 
@@ -92,6 +95,8 @@ class PodWorker:
             r.waiting_reason = "PodInitializing"
         self.sandbox: Sandbox | None = None
         self.sandbox_error = ""
+        self.volumes: PodVolumes | None = None
+        self.volume_error = ""
         self.start_time: float | None = None
         self.terminal = ""
         self.removed = False
@@ -178,6 +183,10 @@ class PodWorker:
                 return 5.0
         policy = (self.pod.get("spec") or {}).get("restartPolicy") or "Always"
         next_look = 30.0
+        wait = await self._sync_volumes()
+        if wait is None:
+            return 2.0
+        next_look = min(next_look, wait)
         for r in self.init_recs:
             if r.last_exit is not None and r.handle is None and r.last_exit.code == 0:
                 continue
@@ -218,6 +227,29 @@ class PodWorker:
             self.terminal = SUCCEEDED if all(r.last_exit.code == 0 for r in self.recs) \
                 else FAILED
         return next_look
+
+    async def _sync_volumes(self) -> float | None:
+        """Write or renew the projected volumes (service-account tokens); seconds until
+        the next renewal, None while a volume was never written (containers wait)."""
+        if self.volumes is None:
+            pod_dir = os.path.join(self.kl.config.root_dir, "pods", self.ref.dirname)
+            self.volumes = PodVolumes(self.kl.client, self.pod, pod_dir, self.kl.lookup,
+                                      self.kl.clock)
+        if not self.volumes.volumes:
+            return 30.0
+        try:
+            left = await self.volumes.sync(self.sandbox.ip, self.kl.node_ip)
+            self.volume_error = ""
+            return max(left, 0.05)
+        except VolumeError as e:
+            if str(e) != self.volume_error:
+                self.kl.event(self.pod, "Warning", "FailedMount",
+                              f"MountVolume.SetUp failed: {e}")
+            self.volume_error = str(e)
+            log.warning("pod %s: volumes: %s", self.key, e)
+            if len(self.volumes.renew_at) < len(self.volumes.volumes):
+                return None
+            return 5.0
 
     def _backoff_key(self, r: Rec) -> tuple:
         return (self.ref.uid, r.name)
@@ -301,6 +333,7 @@ class PodWorker:
             env = await container_env(self.pod, r.spec, pod_ip=sb.ip, host_ip=self.kl.node_ip,
                                       lookup=self.kl.lookup,
                                       node_capacity=self.kl.node_cfg.capacity)
+            env = {**await self.kl.api_service_env(), **env}
         except EnvError as e:
             r.waiting_reason, r.waiting_message = "CreateContainerConfigError", str(e)
             self.kl.event(self.pod, "Warning", "Failed", f"Error: {e}", field_path=fp)
@@ -308,8 +341,9 @@ class PodWorker:
                 r.restart_count -= 1
             return
         try:
+            mounts = tuple(self.volumes.mounts(r.spec)) if self.volumes else ()
             c = await self.kl.runtime.start_container(self.pod, r.spec, sb, r.restart_count,
-                                                      env)
+                                                      env, mounts)
         except StartError as e:
             r.last_started = now
             r.last_exit = Exit(e.code, now, 0, "StartError", e.message)

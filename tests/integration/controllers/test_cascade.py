@@ -154,14 +154,15 @@ def test_quota_status_is_recomputed(cluster):
     for i in range(3):
         cluster.kubectl("create", "configmap", f"c{i}", "-n", ns)
     cluster.kubectl("create", "deployment", "d", "-n", ns, "--image=x", "--replicas=2")
-    want = {"pods": "2", "configmaps": "3", "count/deployments.apps": "1"}
+    # root-ca-cert-publisher's kube-root-ca.crt counts too, as in kube
+    want = {"pods": "2", "configmaps": "4", "count/deployments.apps": "1"}
     wait_until(lambda: cluster.kjson("get", "quota", "q", "-n", ns)["status"].get("used")
                == want, 15, what=f"used {want}")
     # drift that admission never sees is repaired by the periodic recount
     cluster.kubectl("delete", "configmap", "c0", "-n", ns)
     cluster.kubectl("delete", "deployment", "d", "-n", ns)
     wait_until(lambda: cluster.kjson("get", "quota", "q", "-n", ns)["status"].get("used")
-               == {"pods": "0", "configmaps": "2", "count/deployments.apps": "0"}, 15,
+               == {"pods": "0", "configmaps": "3", "count/deployments.apps": "0"}, 15,
                what="usage released")
 
 

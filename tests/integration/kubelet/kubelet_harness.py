@@ -18,6 +18,18 @@ import urllib.error
 import urllib.request
 
 KUBECTL = shutil.which("kubectl")
+# the mount point kubelets create on the host for pods' service-account volumes
+SA_MOUNT_POINT = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def missing_dirs(path: str) -> list[str]:
+    """path and its ancestors that do not exist yet, deepest first."""
+    path = os.path.realpath(path)
+    out = []
+    while path != "/" and not os.path.exists(path):
+        out.append(path)
+        path = os.path.dirname(path)
+    return out
 
 
 def free_port() -> int:
@@ -129,8 +141,12 @@ class Kubelet:
 class Cluster:
     """A kcore API server on a free port, plus the kubelets (and controllers) tests add."""
 
-    def __init__(self, controllers: bool = False, cm_flags: list[str] | None = None):
+    def __init__(self, controllers: bool = False, cm_flags: list[str] | None = None,
+                 apiserver_flags: list[str] | None = None, scheduler: bool = True):
         self.has_controllers = False
+        self.apiserver_flags = list(apiserver_flags or [])
+        self.want_scheduler = scheduler
+        self.host_dirs = missing_dirs(SA_MOUNT_POINT)     # removed again at stop()
         self.root = tempfile.mkdtemp(prefix="kcore-kubelet-")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -144,7 +160,7 @@ class Cluster:
     def start(self) -> Cluster:
         args = [sys.executable, "-m", "kcore.cli.main", "apiserver",
                 f"--insecure-port={self.port}", f"--data-dir={os.path.join(self.root, 'data')}",
-                "--secure-port=-1"]
+                "--secure-port=-1", *self.apiserver_flags]     # (a later flag wins)
         self.log_path = self._spawn("apiserver", args)
         wait_for(lambda: self.http("GET", "/readyz")[0] == 200, 30,
                  what=f"apiserver\n{_tail(self.log_path)}")
@@ -156,7 +172,7 @@ class Cluster:
                     sys.executable, "-m", "kcore.cli.main", "controller-manager",
                     f"--master={self.url}", "--leader-elect=false", "--port=0",
                     *self.cm_flags])
-            if "scheduler" in cmds:
+            if "scheduler" in cmds and self.want_scheduler:
                 self._spawn("scheduler", [sys.executable, "-m", "kcore.cli.main", "scheduler",
                                           f"--master={self.url}", "--leader-elect=false",
                                           "--port=0", "--secure-port=-1"])
@@ -185,6 +201,11 @@ class Cluster:
         for p in reversed(self.procs):   # (an API server with open watches is slow to exit)
             _stop(p, timeout=5)
         shutil.rmtree(self.root, ignore_errors=True)
+        for d in self.host_dirs:          # (rmdir: only when empty)
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
 
     def dump(self) -> str:
         parts = [f"--- {os.path.basename(p)} ---\n{_tail(p, 1500)}" for p in self.logs]

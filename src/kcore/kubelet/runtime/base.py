@@ -36,6 +36,14 @@ class Sandbox:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A host directory the container sees at `path`."""
+    host_path: str
+    path: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
 class Exit:
     code: int
     finished_at: float
@@ -59,6 +67,7 @@ class Container:
     env: dict = field(default_factory=dict)
     cwd: str = ""
     netns: str = ""
+    mount_ns: bool = False       # started in its own mount namespace (exec joins it)
 
 
 class StartError(Exception):
@@ -77,7 +86,8 @@ class Runtime(Protocol):
     async def teardown_sandbox(self, ref: PodRef) -> None: ...
 
     async def start_container(self, pod: dict, container: dict, sandbox: Sandbox,
-                              attempt: int, env: dict[str, str]) -> Container: ...
+                              attempt: int, env: dict[str, str],
+                              mounts: tuple[Mount, ...] = ()) -> Container: ...
 
     async def stop_container(self, c: Container, grace: float) -> Exit: ...
 

@@ -26,7 +26,8 @@ class FakeRuntime:
     async def teardown_sandbox(self, ref: PodRef) -> None:
         self.ips.release(ref.uid)
 
-    async def start_container(self, pod, container, sandbox, attempt, env) -> Container:
+    async def start_container(self, pod, container, sandbox, attempt, env, mounts=()
+                              ) -> Container:
         from kcore.kubelet.images import image_id
         ref = sandbox.pod
         fut = asyncio.get_running_loop().create_future()

@@ -20,9 +20,11 @@ import signal
 import time
 
 from kcore.kubelet.images import image_id
+from kcore.kubelet.runtime import mounts as M
 from kcore.kubelet.runtime.base import (
     Container,
     Exit,
+    Mount,
     PodRef,
     Sandbox,
     StartError,
@@ -62,11 +64,14 @@ def reap_leftovers(root_dir: str) -> int:
 class ProcessRuntime:
     name = "process"
 
-    def __init__(self, root_dir: str, network=None):
+    def __init__(self, root_dir: str, network=None, mount_namespaces: bool | None = None):
         """network: None (host network: the pod IP is the node IP) or a
-        `NetnsNetwork`."""
+        `NetnsNetwork`. mount_namespaces: volumes bound at their mount paths in a mount
+        namespace per container (default: when root), else under $KCORE_POD_ROOT."""
         self.root = root_dir
         self.network = network
+        self.mount_ns = M.can_use_mount_namespaces() if mount_namespaces is None \
+            else mount_namespaces
         self.node_ip = "127.0.0.1"
         self.containers: dict[str, Container] = {}
 
@@ -87,7 +92,8 @@ class ProcessRuntime:
         return os.path.dirname(container_log_path(self.root, ref, container, 0))
 
     async def start_container(self, pod: dict, container: dict, sandbox: Sandbox,
-                              attempt: int, env: dict[str, str]) -> Container:
+                              attempt: int, env: dict[str, str],
+                              mounts: tuple[Mount, ...] = ()) -> Container:
         ref = sandbox.pod
         name = container["name"]
         cdir = self.log_dir(ref, name)
@@ -105,6 +111,19 @@ class ProcessRuntime:
         if not cwd:
             cwd = os.path.join(cdir, "rootfs")
             os.makedirs(cwd, exist_ok=True)
+        mount_ns = bool(mounts) and self.mount_ns
+        if mount_ns:
+            for m in mounts:
+                try:
+                    os.makedirs(m.path, exist_ok=True)      # the mount point
+                except OSError as e:
+                    raise StartError(f"failed to create the mount point {m.path}: "
+                                     f"{e.strerror}") from None
+            argv = M.wrap_argv(argv, mounts)
+        elif mounts:
+            pod_root = os.path.join(self.root, "pods", ref.dirname, "root")
+            M.link_pod_root(pod_root, mounts)
+            env = {**env, M.POD_ROOT_ENV: pod_root}
         if sandbox.netns:
             argv = ["ip", "netns", "exec", sandbox.netns, *argv]
         path = container_log_path(self.root, ref, name, attempt)
@@ -127,7 +146,7 @@ class ProcessRuntime:
         loop = asyncio.get_running_loop()
         c = Container(f"kcore://{secrets.token_hex(32)}", name, container.get("image", ""),
                       image_id(container.get("image", "")), attempt, time.time(), path,
-                      proc.pid, loop.create_future(), env, cwd, sandbox.netns)
+                      proc.pid, loop.create_future(), env, cwd, sandbox.netns, mount_ns)
         self.containers[c.id] = c
         loop.create_task(self._watch(c, proc, cdir))
         return c
@@ -158,7 +177,9 @@ class ProcessRuntime:
 
     async def exec(self, c: Container, cmd: list[str], timeout: float
                    ) -> tuple[int | None, str]:
-        argv = ["ip", "netns", "exec", c.netns, *cmd] if c.netns else list(cmd)
+        argv = M.exec_argv(c.pid, cmd) if c.mount_ns else list(cmd)
+        if c.netns:
+            argv = ["ip", "netns", "exec", c.netns, *argv]
         try:
             p = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
