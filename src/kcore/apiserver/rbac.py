@@ -396,6 +396,7 @@ _AGG_VIEW = {"rbac.authorization.k8s.io/aggregate-to-view": "true"}
 
 CORE, APPS, AUTHN, AUTHZ = "", "apps", "authentication.k8s.io", "authorization.k8s.io"
 COORD = "coordination.k8s.io"
+CERTS = "certificates.k8s.io"
 EVENTS_RULE = rule(["create", "update", "patch"], [CORE, "events.k8s.io"], ["events"])
 
 # name -> (labels, rules, aggregationRule)
@@ -468,7 +469,16 @@ CLUSTER_ROLES: dict[str, tuple[dict, list[dict], dict | None]] = {
         rule(READ, [CORE], ["configmaps", "secrets"]),
         rule(["get"], [CORE], ["endpoints", "persistentvolumeclaims", "persistentvolumes"]),
         rule(["create", "delete", "get", "patch", "update"], [COORD], ["leases"]),
-        rule(["create"], [CORE], ["serviceaccounts/token"])], None),
+        rule(["create"], [CORE], ["serviceaccounts/token"]),
+        rule(["create", "get", "list", "watch"], [CERTS], ["certificatesigningrequests"])],
+        None),
+    "system:node-bootstrapper": ({}, [
+        rule(["create", "get", "list", "watch"], [CERTS], ["certificatesigningrequests"])],
+        None),
+    "system:certificates.k8s.io:certificatesigningrequests:nodeclient": ({}, [
+        rule(["create"], [CERTS], ["certificatesigningrequests/nodeclient"])], None),
+    "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient": ({}, [
+        rule(["create"], [CERTS], ["certificatesigningrequests/selfnodeclient"])], None),
     "system:node-proxier": ({}, [
         rule(["list", "watch"], [CORE], ["endpoints", "services"]),
         rule(READ, [CORE], ["nodes"]), EVENTS_RULE,
