@@ -104,6 +104,12 @@ def controller_manager_flags(prog: str = "kcore controller-manager") -> FlagSet:
       "must be synced with the API server's flag")
     a("terminated-pod-gc-threshold", "int", 12500, "number of terminated pods that can exist "
       "before the terminated pod garbage collector starts deleting them (<= 0: disabled)")
+    a("cluster-signing-cert-file", "str", "", "PEM-encoded X509 CA certificate used to issue "
+      "cluster-scoped certificates (enables the csrsigning controller)")
+    a("cluster-signing-key-file", "str", "", "PEM-encoded private key used to sign "
+      "cluster-scoped certificates")
+    a("cluster-signing-duration", "duration", 365 * 24 * 3600.0, "the max length of "
+      "duration signed certificates will be given (a CSR's expirationSeconds may ask less)")
     a("v", "int", 0, "number for the log level verbosity")
     a("log-level", "str", "info", "kcore: debug, info, warn, error")
     return fs
@@ -135,7 +141,10 @@ def options_from_flags(o):
         service_account_private_key_file=o.service_account_private_key_file,
         root_ca_file=o.root_ca_file, enable_garbage_collector=o.enable_garbage_collector,
         terminated_pod_gc_threshold=o.terminated_pod_gc_threshold,
-        min_resync_period=o.min_resync_period)
+        min_resync_period=o.min_resync_period,
+        cluster_signing_cert_file=o.cluster_signing_cert_file,
+        cluster_signing_key_file=o.cluster_signing_key_file,
+        cluster_signing_duration=o.cluster_signing_duration)
 
 
 def _check(o) -> str | None:
@@ -154,6 +163,18 @@ def _check(o) -> str | None:
             ipaddress.ip_network(o.service_cluster_ip_range, strict=False)
         except ValueError as e:
             return f"invalid --service-cluster-ip-range: {e}"
+    if bool(o.cluster_signing_cert_file) != bool(o.cluster_signing_key_file):
+        return "--cluster-signing-cert-file and --cluster-signing-key-file go together"
+    if o.cluster_signing_cert_file:
+        from kcore.certificates.signer import CA
+        try:
+            with open(o.cluster_signing_cert_file, "rb") as c, \
+                    open(o.cluster_signing_key_file, "rb") as k:
+                CA.from_pem(c.read(), k.read())
+        except (OSError, ValueError, IndexError) as e:
+            return f"cannot load the cluster signing CA: {e}"
+    if o.cluster_signing_duration <= 0:
+        return "--cluster-signing-duration must be positive"
     if o.leader_elect and o.leader_elect_resource_lock not in ("leases", "endpointsleases",
                                                                 "configmapsleases"):
         return f"unsupported --leader-elect-resource-lock {o.leader_elect_resource_lock!r}"

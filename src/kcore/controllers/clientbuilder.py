@@ -40,6 +40,8 @@ ACCOUNTS: dict[str, str | None] = {
     "taint-eviction-controller": "node-controller",
     "garbagecollector": "generic-garbage-collector",
     "podgc": "pod-garbage-collector",
+    "csrsigning": "certificate-controller",
+    "csrapproving": "certificate-controller",
 }
 
 

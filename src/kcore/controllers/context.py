@@ -43,6 +43,10 @@ class Options:
     enable_garbage_collector: bool = True
     terminated_pod_gc_threshold: int = 12500
     min_resync_period: float = 0.0     # informer resync (0: none)
+    # certificates: the CA that signs approved CSRs (csrsigning runs only with both)
+    cluster_signing_cert_file: str = ""
+    cluster_signing_key_file: str = ""
+    cluster_signing_duration: float = 365 * 24 * 3600.0
 
 
 class ControllerContext:

@@ -42,6 +42,8 @@ REGISTRY = {
     "taint-eviction-controller": "tainteviction:TaintEvictionController",
     "garbagecollector": "garbagecollector:GarbageCollector",
     "podgc": "podgc:PodGCController",
+    "csrsigning": "certificates:CSRSigningController",
+    "csrapproving": "certificates:CSRApprovingController",
 }
 
 
@@ -53,15 +55,17 @@ def constructor(name: str) -> Callable[[ControllerContext], Controller]:
 ALL_CONTROLLERS = ("replicationcontroller", "replicaset", "deployment", "endpoint",
                    "namespace", "serviceaccount", "serviceaccount-token", "resourcequota",
                    "nodeipam", "nodelifecycle", "taint-eviction-controller",
-                   "garbagecollector", "podgc")
+                   "garbagecollector", "podgc", "csrsigning", "csrapproving")
 ALIASES = {"node-lifecycle-controller": "nodelifecycle", "node-ipam-controller": "nodeipam",
-           "endpoints": "endpoint", "replication-controller": "replicationcontroller"}
+           "endpoints": "endpoint", "replication-controller": "replicationcontroller",
+           "certificatesigningrequest-signing-controller": "csrsigning",
+           "certificatesigningrequest-approving-controller": "csrapproving"}
 
 
 def select_controllers(spec: list[str], options: Options) -> list[str]:
     """kube's --controllers: '*' is every default controller, 'foo' enables,
     '-foo' disables. nodeipam needs --allocate-node-cidrs, the garbage collector
-    --enable-garbage-collector."""
+    --enable-garbage-collector, csrsigning the --cluster-signing-*-file pair."""
     spec = spec or ["*"]
     enabled: list[str] = []
     disabled = set()
@@ -84,6 +88,9 @@ def select_controllers(spec: list[str], options: Options) -> list[str]:
         out.remove("nodeipam")
     if "garbagecollector" in out and not options.enable_garbage_collector:
         out.remove("garbagecollector")
+    if "csrsigning" in out and not (options.cluster_signing_cert_file and
+                                    options.cluster_signing_key_file):
+        out.remove("csrsigning")
     return out
 
 
