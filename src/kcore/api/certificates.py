@@ -16,6 +16,7 @@ from kcore.api.kinds import Kind, register
 from kcore.api.schema import define
 from kcore.certificates.request import (
     CONDITION_TYPES,
+    LEGACY_UNKNOWN,
     MIN_EXPIRATION_SECONDS,
     USAGES,
     RequestError,
@@ -103,7 +104,9 @@ def _validate_conditions(obj: dict) -> list[E.FieldError]:
             if t in seen:
                 errs.append(E.duplicate(f"{p}.type", t))
             seen.add(t)
-        if s not in ("True", "False", "Unknown"):
+        if t in ("Approved", "Denied") and s != "True":
+            errs.append(E.unsupported(f"{p}.status", s, ["True"]))
+        elif s not in ("True", "False", "Unknown"):
             errs.append(E.unsupported(f"{p}.status", s, ["False", "True", "Unknown"]))
     if "Approved" in seen and "Denied" in seen:
         errs.append(E.invalid("status.conditions", "Approved", "Approved and Denied "
@@ -117,6 +120,14 @@ def _validate_conditions(obj: dict) -> list[E.FieldError]:
         if b"-----BEGIN CERTIFICATE-----" not in pem:
             errs.append(E.invalid("status.certificate", "<certificate data>",
                                   "must contain at least one CERTIFICATE PEM block"))
+        if "Approved" not in seen:
+            errs.append(E.invalid("status.certificate", "<certificate data>",
+                                  "certificate may only be set if an Approved condition "
+                                  "exists"))
+        if "Denied" in seen or "Failed" in seen:
+            errs.append(E.invalid("status.certificate", "<certificate data>",
+                                  "certificate may not be set if a Denied or Failed "
+                                  "condition exists"))
     return errs
 
 
@@ -134,6 +145,9 @@ def validate_csr(obj: dict, old: dict | None) -> list[E.FieldError]:
         except RequestError as e:
             errs.append(E.invalid("spec.request", "<request data>", str(e)))
     errs += validate_signer_name(spec.get("signerName"), "spec.signerName")
+    if spec.get("signerName") == LEGACY_UNKNOWN:
+        errs.append(E.invalid("spec.signerName", LEGACY_UNKNOWN, "the legacy signerName is "
+                              "not allowed via this API version"))
     exp = spec.get("expirationSeconds")
     if exp is not None and exp < MIN_EXPIRATION_SECONDS:
         errs.append(E.invalid("spec.expirationSeconds", exp,

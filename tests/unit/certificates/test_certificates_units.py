@@ -102,6 +102,19 @@ def test_spec_is_immutable_and_approved_denied_exclusive():
     assert "spec" in _fields(validate_csr(new, old))
     both = csr(conditions=(APPROVED, DENIED))
     assert "status.conditions" in _fields(validate_csr(both, None))
+    false = csr(conditions=({**APPROVED, "status": "False"},))
+    assert "status.conditions[0].status" in _fields(validate_csr(false, None))
+    legacy = csr(signer="kubernetes.io/legacy-unknown")
+    assert "spec.signerName" in _fields(validate_csr(legacy, None))
+
+
+def test_certificate_only_on_approved_requests():
+    pem = b64(b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n")
+    for conds, ok in (((), False), ((APPROVED,), True),
+                      ((APPROVED, {"type": "Failed", "status": "True"}), False)):
+        o = csr(conditions=conds)
+        o["status"]["certificate"] = pem
+        assert (validate_csr_status(o, None) == []) is ok, conds
 
 
 def test_requestor_comes_from_the_authenticated_user():
@@ -121,10 +134,12 @@ def test_approval_changes_only_conditions_and_status_not_approval():
     # /status cannot approve, but keeps an existing approval and sets the certificate
     assert status_update(csr(conditions=(APPROVED,)), old)["status"] == {}
     approved = approval_update(new, old)
+    approved["status"]["conditions"] = [APPROVED]
     pem = b64(b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n")
     st = status_update({"status": {"certificate": pem}}, approved)["status"]
     assert st == {"certificate": pem, "conditions": [APPROVED]}
-    assert validate_csr_status({"status": {"certificate": pem}}, {"status": {
+    assert validate_csr_status({"status": {"certificate": pem, "conditions": [APPROVED]}},
+                               {"status": {
         "certificate": b64(b"-----BEGIN CERTIFICATE-----\nBB==\n-----END CERTIFICATE-----\n")
     }}) != []
 
