@@ -165,8 +165,19 @@ def validate_csr(obj: dict, old: dict | None) -> list[E.FieldError]:
     return errs + _validate_conditions(obj)
 
 
+def _kept_conditions(obj: dict, old: dict | None) -> list[E.FieldError]:
+    """Approved, Denied and Failed conditions, once set, stay."""
+    if old is None:
+        return []
+    new_types = {c.get("type") for c in ((obj.get("status") or {}).get("conditions") or [])}
+    return [E.forbidden("status.conditions", f'updates may not remove a condition of type '
+                        f'"{c.get("type")}"')
+            for c in ((old.get("status") or {}).get("conditions") or [])
+            if c.get("type") in CONDITION_TYPES and c.get("type") not in new_types]
+
+
 def validate_csr_status(obj: dict, old: dict | None) -> list[E.FieldError]:
-    errs = _validate_conditions(obj)
+    errs = _validate_conditions(obj) + _kept_conditions(obj, old)
     old_cert = ((old or {}).get("status") or {}).get("certificate")
     new_cert = (obj.get("status") or {}).get("certificate")
     if old_cert and new_cert != old_cert:

@@ -108,6 +108,14 @@ def test_spec_is_immutable_and_approved_denied_exclusive():
     assert "spec.signerName" in _fields(validate_csr(legacy, None))
 
 
+def test_decisions_cannot_be_taken_back():
+    denied = csr(conditions=(DENIED,))
+    flipped = approval_update(csr(conditions=(APPROVED,)), denied)
+    assert "status.conditions" in _fields(validate_csr_status(flipped, denied))
+    kept = approval_update(denied, denied)
+    assert validate_csr_status(kept, denied) == []
+
+
 def test_certificate_only_on_approved_requests():
     pem = b64(b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n")
     for conds, ok in (((), False), ((APPROVED,), True),
