@@ -145,7 +145,8 @@ async def _wait_for_signal() -> None:
 
 async def tls_bootstrap(opts, cfg) -> bool:
     """Run the TLS bootstrap when asked and needed; False (and a message) on failure."""
-    if not opts.bootstrap_kubeconfig or (opts.kubeconfig and os.path.exists(opts.kubeconfig)):
+    from kcore.kubelet.bootstrap import kubeconfig_usable
+    if not opts.bootstrap_kubeconfig or (opts.kubeconfig and kubeconfig_usable(opts.kubeconfig)):
         return True
     if not opts.kubeconfig:
         print("kcore kubelet: --bootstrap-kubeconfig needs --kubeconfig (where the "

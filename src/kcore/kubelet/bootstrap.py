@@ -1,6 +1,7 @@
 """Kubelet TLS bootstrap: from a bootstrap token to a client certificate.
 
-With --bootstrap-kubeconfig and no usable --kubeconfig, the kubelet generates a
+With --bootstrap-kubeconfig and no usable --kubeconfig (missing, unreadable, or
+its client certificate expired), the kubelet generates a
 key, asks for `CN=system:node:<node>, O=system:nodes` through a
 CertificateSigningRequest (signer `kubernetes.io/kube-apiserver-client-kubelet`)
 made with the bootstrap credentials, waits until it is approved and issued,
@@ -74,6 +75,30 @@ def kubeconfig_text(server: str, ca_pem: bytes, cert_path: str, tls_server_name:
         "contexts": [{"name": "default-context", "context": {
             "cluster": "default-cluster", "user": "default-auth", "namespace": "default"}}],
         "current-context": "default-context"}, sort_keys=False)
+
+
+def kubeconfig_usable(path: str, now: float | None = None) -> bool:
+    """Whether an existing kubeconfig can be used as is: it loads and its client
+    certificate (if it has one) has not expired. Otherwise the kubelet bootstraps
+    again, as kube's does."""
+    import datetime as dt
+
+    from cryptography import x509
+
+    from kcore.client.config import ConfigError
+    try:
+        cfg = load_kubeconfig(path)
+        pem = cfg.cert_data
+        if not pem and cfg.cert_file:
+            with open(cfg.cert_file, "rb") as fh:
+                pem = fh.read()
+        if not pem:
+            return True
+        cert = x509.load_pem_x509_certificates(pem)[0]
+    except (ConfigError, OSError, ValueError, IndexError):
+        return False
+    t = dt.datetime.now(dt.UTC) if now is None else dt.datetime.fromtimestamp(now, dt.UTC)
+    return cert.not_valid_before_utc <= t < cert.not_valid_after_utc
 
 
 def _ca_pem(cfg: ClientConfig) -> bytes:

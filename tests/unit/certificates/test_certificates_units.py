@@ -288,3 +288,19 @@ def test_kubelet_bootstrap_files(tmp_path):
     cfg = load_kubeconfig(str(path))
     assert (cfg.server, cfg.ca_data, cfg.cert_file, cfg.key_file) == (
         "https://127.0.0.1:6443", b"CA PEM", "/p/cur.pem", "/p/cur.pem")
+
+
+def test_expired_kubeconfig_is_bootstrapped_again(tmp_path):
+    from kcore.kubelet.bootstrap import kubeconfig_text, kubeconfig_usable
+    ca = pki.make_ca("c", days=30)
+    leaf = pki.make_cert(ca, "system:node:n1", orgs=("system:nodes",), client=True, days=2)
+    cur = tmp_path / "cur.pem"
+    cur.write_bytes(leaf.cert_pem() + leaf.key_pem())
+    kc = tmp_path / "kubelet.kubeconfig"
+    kc.write_text(kubeconfig_text("https://127.0.0.1:6443", ca.cert_pem(), str(cur)))
+    now = leaf.cert.not_valid_before_utc.timestamp() + 600
+    assert kubeconfig_usable(str(kc), now)
+    assert not kubeconfig_usable(str(kc), now + 3 * 86400)
+    assert not kubeconfig_usable(str(tmp_path / "missing"))
+    cur.write_bytes(b"garbage")
+    assert not kubeconfig_usable(str(kc), now)
