@@ -509,7 +509,14 @@ CLUSTER_ROLES: dict[str, tuple[dict, list[dict], dict | None]] = {
         rule(["create"], [AUTHN], ["tokenreviews"]),
         rule(["create"], [AUTHZ], ["subjectaccessreviews"]),
         rule(["list", "watch"], ["*"], ["*"]),
-        rule(["create"], [CORE], ["serviceaccounts/token"])], None),
+        rule(["create"], [CORE], ["serviceaccounts/token"]),
+        # kcore: csrapproving and csrsigning may run as the manager itself
+        rule(["update"], [CERTS], ["certificatesigningrequests/approval",
+                                   "certificatesigningrequests/status"]),
+        rule(["approve"], [CERTS], ["signers"], ["kubernetes.io/kube-apiserver-client-kubelet"]),
+        rule(["sign"], [CERTS], ["signers"], ["kubernetes.io/kube-apiserver-client",
+                                              "kubernetes.io/kube-apiserver-client-kubelet",
+                                              "kubernetes.io/kubelet-serving"])], None),
 }
 
 # name -> (role, subjects as (kind, name))

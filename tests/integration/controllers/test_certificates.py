@@ -94,6 +94,23 @@ def test_kubectl_approved_csr_is_signed_and_authenticates(signing):
     info = json.loads(p.stdout)["status"]["userInfo"]
     assert info["username"] == "alice" and "devs" in info["groups"]
 
+    # alice may update approvals but is not an approver for the signer (admission)
+    c.kubectl("create", "clusterrole", "csr-editor", "--verb=get,list,watch,update",
+              "--resource=certificatesigningrequests,certificatesigningrequests/approval")
+    c.kubectl("create", "clusterrolebinding", "alice-csr", "--clusterrole=csr-editor",
+              "--user=alice")
+    c.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": "carol"},
+        "spec": {"request": base64.b64encode(make_request(new_key(), "carol")).decode(),
+                 "signerName": "kubernetes.io/kube-apiserver-client",
+                 "usages": ["client auth"]}}))
+    p = _secure_kubectl(c, "certificate", "approve", "carol", cert=cert_path, key=key_path)
+    assert p.returncode != 0
+    assert 'not permitted to approve requests with signerName ' \
+        '"kubernetes.io/kube-apiserver-client"' in p.stderr, p.stderr
+    assert "Pending" in c.kubectl("get", "csr", "carol").stdout
+
     # a denied request is never signed
     req2 = make_request(new_key(), "mallory", ("system:masters",))
     c.kubectl("create", "-f", "-", input=json.dumps({

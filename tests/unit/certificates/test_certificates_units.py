@@ -304,3 +304,43 @@ def test_expired_kubeconfig_is_bootstrapped_again(tmp_path):
     assert not kubeconfig_usable(str(tmp_path / "missing"))
     cur.write_bytes(b"garbage")
     assert not kubeconfig_usable(str(kc), now)
+
+
+# ------------------------------------------------------------------ admission --
+def test_approval_and_signing_need_the_signer_verb():
+    import asyncio
+
+    from kcore.api.errors import ApiError
+    from kcore.apiserver.auth import CURRENT
+    from kcore.apiserver.csradmission import admit, needed_verb, signer_checks
+
+    assert [i.name for i in signer_checks("example.com/foo", "approve")] == [
+        "example.com/foo", "example.com/*"]
+    old = csr()
+    assert needed_verb("approval", old, old) == "approve"
+    assert needed_verb("status", old, old) == ""
+    assert needed_verb("status", {"status": {"certificate": "Zm9v"}}, old) == "sign"
+    assert needed_verb("", old, old) == ""
+
+    class Only:
+        def __init__(self, verb, name):
+            self.verb, self.name = verb, name
+
+        async def authorize(self, user, info):
+            return (info.verb, info.name, info.resource) == (self.verb, self.name,
+                                                             "signers"), ""
+
+    plugins = {"CertificateApproval", "CertificateSigning"}
+
+    async def run(authorizer, sub="approval", plugins=plugins):
+        tok = CURRENT.set((User("u"), authorizer))
+        try:
+            await admit("UPDATE", sub, "c1", old, old, plugins)
+        finally:
+            CURRENT.reset(tok)
+    asyncio.run(run(Only("approve", KUBELET_CLIENT)))
+    asyncio.run(run(Only("approve", "kubernetes.io/*")))
+    with pytest.raises(ApiError) as ei:
+        asyncio.run(run(Only("sign", KUBELET_CLIENT)))
+    assert ei.value.code == 403 and "not permitted to approve" in str(ei.value.status())
+    asyncio.run(run(Only("sign", KUBELET_CLIENT), plugins=set()))
