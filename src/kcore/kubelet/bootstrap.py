@@ -116,12 +116,20 @@ async def request_certificate(client: Client, node_name: str, timeout: float = 9
     key = new_key()
     req = make_request(key, NODE_PREFIX + node_name, (NODES_GROUP,))
     name = csr_name(req)
-    try:
-        await client.create(CSRS, csr_object(name, req, key_usages_for(key)))
-    except E.AlreadyExists:
-        pass
-    log.info("waiting for certificate signing request %s to be approved and issued", name)
     deadline = time.monotonic() + timeout
+    while True:     # the API server may not be up yet: retry until the deadline
+        try:
+            await client.create(CSRS, csr_object(name, req, key_usages_for(key)))
+            break
+        except E.AlreadyExists:
+            break
+        except (E.TransportError, E.Timeout, E.ServiceUnavailable, E.InternalError) as e:
+            if time.monotonic() > deadline:
+                raise BootstrapError(f"cannot create the certificate signing request: {e}"
+                                     ) from None
+            log.info("creating certificate signing request %s: %s (retrying)", name, e)
+            await asyncio.sleep(min(1.0, poll * 2))
+    log.info("waiting for certificate signing request %s to be approved and issued", name)
     while time.monotonic() < deadline:
         try:
             csr = await client.get(CSRS, name)

@@ -344,3 +344,37 @@ def test_approval_and_signing_need_the_signer_verb():
         asyncio.run(run(Only("sign", KUBELET_CLIENT)))
     assert ei.value.code == 403 and "not permitted to approve" in str(ei.value.status())
     asyncio.run(run(Only("sign", KUBELET_CLIENT), plugins=set()))
+
+
+def test_kubelet_request_retries_until_issued():
+    import asyncio
+
+    from kcore.client import errors as CE
+    from kcore.kubelet.bootstrap import BootstrapError, request_certificate
+
+    class FakeAPI:
+        """Down for the first create; the CSR is issued on the second get."""
+        def __init__(self, outcome):
+            self.creates, self.gets, self.outcome, self.obj = 0, 0, outcome, None
+
+        async def create(self, res, obj):
+            self.creates += 1
+            if self.creates == 1:
+                raise CE.TransportError("connection refused")
+            self.obj = obj
+
+        async def get(self, res, name):
+            self.gets += 1
+            o = dict(self.obj)
+            if self.gets >= 2:
+                o["status"] = self.outcome
+            return o
+
+    api = FakeAPI({"certificate": b64(b"CERT")})
+    cert, key = asyncio.run(request_certificate(api, "n1", timeout=30, poll=0.01))
+    assert cert == b"CERT" and b"PRIVATE KEY" in key and api.creates == 2
+    assert decide({**api.obj, "spec": {**api.obj["spec"], "username": "system:node:n1"}}
+                  ).recognizer == "selfnodeclient"
+    with pytest.raises(BootstrapError, match="Denied"):
+        asyncio.run(request_certificate(FakeAPI({"conditions": [DENIED]}), "n1", timeout=30,
+                                        poll=0.01))
