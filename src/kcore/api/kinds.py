@@ -49,6 +49,10 @@ class Kind:
     table: Callable | None = None        # (objs, wide) -> (columns, rows)
     scale: tuple[str, str] | None = None  # (spec path of replicas, status path) for /scale
     allow_unconditional_update: bool = True
+    # create: (obj, authenticated user) -> None, e.g. a CSR records its requestor
+    on_create: Callable[[Obj, object], None] | None = None
+    # subresource writes with their own merge: name -> (new, old) -> object to store
+    subresource_updates: dict[str, Callable[[Obj, Obj], Obj]] = field(default_factory=dict)
 
     @property
     def api_version(self) -> str:
@@ -89,6 +93,7 @@ def load() -> None:
         authentication,
         authorization,
         autoscaling,
+        certificates,
         coordination,
         core,
         meta_schema,

@@ -2,7 +2,8 @@
 
 `Chain.mutate` runs the mutating plugins in order (ServiceAccount,
 DefaultTolerationSeconds, LimitRanger defaults); `Chain.validate` runs the
-validating ones (NamespaceLifecycle, LimitRanger limits, ResourceQuota), which
+validating ones (NamespaceLifecycle, LimitRanger limits, ResourceQuota,
+CertificateApproval/CertificateSigning in csradmission.py), which
 may add guarded writes to the object's transaction: ResourceQuota charges its
 usage in the same txn, guarded on the quota's revision, so concurrent creates
 never overspend. Plugin names follow kube's `--enable-admission-plugins`.
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_PLUGINS = ["NamespaceLifecycle", "LimitRanger", "ServiceAccount",
-                   "DefaultTolerationSeconds", "ResourceQuota"]
+                   "DefaultTolerationSeconds", "ResourceQuota", "CertificateApproval",
+                   "CertificateSigning"]
 KNOWN = set(DEFAULT_PLUGINS) | {"AlwaysAdmit", "NamespaceExists", "NamespaceAutoProvision",
                                 "AlwaysDeny", "SecurityContextDeny", "DenyEscalatingExec",
                                 "Priority", "DefaultStorageClass", "PersistentVolumeLabel",
@@ -114,6 +116,9 @@ class Chain:
         if "ResourceQuota" in self.enabled and a.kind.namespaced and not a.subresource \
                 and a.op in ("CREATE", "DELETE"):
             await self.quota.admit(a, extras)
+        if a.kind.plural == "certificatesigningrequests":
+            from kcore.apiserver import csradmission
+            await csradmission.admit(a.op, a.subresource, a.name, a.obj, a.old, self.enabled)
 
     # -- NamespaceLifecycle ----------------------------------------------------------
     async def _namespace_lifecycle(self, a: Attributes) -> None:

@@ -694,13 +694,13 @@ class Handlers:
         sub, verb = info.subresource, info.verb
         k = reg.kind
         ns = info.namespace if k.namespaced else ""
-        if sub == "status":
+        if sub in ("status", "approval"):
             if verb == "get":
                 return self.respond(request, reg, await reg.get(ns, info.name))
             if verb == "update":
-                return await self.update(request, reg, info, "status")
+                return await self.update(request, reg, info, sub)
             if verb == "patch":
-                return await self.patch(request, reg, info, "status")
+                return await self.patch(request, reg, info, sub)
         elif sub == "finalize" and verb == "update":
             return await self.update(request, reg, info, "finalize")
         elif sub == "scale":

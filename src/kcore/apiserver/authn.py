@@ -2,7 +2,8 @@
 
 In kube-apiserver's order: the client certificate (verified by the TLS layer
 against --client-ca-file; CN = user, O = groups), then the bearer token
-(--token-auth-file, then ServiceAccount JWTs), then HTTP basic
+(--token-auth-file, then bootstrap tokens with --enable-bootstrap-token-auth, then
+ServiceAccount JWTs), then HTTP basic
 (--basic-auth-file). The first that recognises the request wins and the user
 joins `system:authenticated`. A request that presents credentials none of them
 accepts is refused (401) even when anonymous access is on; one that presents
@@ -124,6 +125,7 @@ class RequestAuthenticator:
     tokens: dict[str, User] = field(default_factory=dict)
     basic: dict[str, tuple[str, User]] = field(default_factory=dict)
     service_accounts: ServiceAccountTokens | None = None
+    bootstrap_tokens: object = None      # bootstraptoken.BootstrapTokens
     anonymous: bool = True
 
     async def authenticate(self, request: web.Request) -> User | None:
@@ -159,6 +161,10 @@ class RequestAuthenticator:
         u = self.tokens.get(token)
         if u is not None:
             return with_authenticated(u), ""
+        if self.bootstrap_tokens is not None:
+            u = await self.bootstrap_tokens.authenticate(token)
+            if u is not None:
+                return u, ""
         if self.service_accounts is not None:
             try:
                 u = await self.service_accounts.authenticate(token)

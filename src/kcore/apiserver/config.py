@@ -42,6 +42,7 @@ class Config:
     token_auth_file: str = ""
     basic_auth_file: str = ""
     anonymous_auth: bool = True
+    enable_bootstrap_token_auth: bool = False
     authorization_mode: list[str] = field(default_factory=lambda: ["AlwaysAllow"])
     authorization_policy_file: str = ""
     cert_dir: str = ""                  # empty: <data_dir>/pki

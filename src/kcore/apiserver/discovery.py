@@ -9,7 +9,8 @@ from collections import OrderedDict
 
 from kcore.api.kinds import Kind
 
-SUB_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"],
+SUB_VERBS = {"status": ["get", "patch", "update"], "approval": ["get", "patch", "update"],
+             "scale": ["get", "patch", "update"],
              "binding": ["create"], "log": ["get"], "finalize": ["update"]}
 
 

@@ -155,13 +155,14 @@ def document(gv: str, kinds: list[Kind]) -> dict:
             subs.append("token")
         for sub in subs:
             sp = f"{item}/{sub}"
-            if sub == "status":
+            if sub in ("status", "approval"):
+                S = sub.capitalize()
                 paths[sp] = {
-                    "get": _op("get", k, f"read{ver}{nsd}{K}Status", k.schema,
+                    "get": _op("get", k, f"read{ver}{nsd}{K}{S}", k.schema,
                                [name_p, *ns_p, Q_PRETTY]),
-                    "put": _op("put", k, f"replace{ver}{nsd}{K}Status", k.schema,
+                    "put": _op("put", k, f"replace{ver}{nsd}{K}{S}", k.schema,
                                [name_p, *ns_p, *mut], body=k.schema),
-                    "patch": _op("patch", k, f"patch{ver}{nsd}{K}Status", k.schema,
+                    "patch": _op("patch", k, f"patch{ver}{nsd}{K}{S}", k.schema,
                                  [name_p, *ns_p, *mut], body="x", patch=True)}
             elif sub == "scale":
                 sc = "io.k8s.api.autoscaling.v1.Scale"

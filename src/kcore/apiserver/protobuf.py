@@ -18,7 +18,7 @@ class ProtobufError(ValueError):
 
 
 # message -> {field number: (json name, type)}; types: s i b bytes time q ios
-# m:Msg rs rm:Msg ri map:s map:bytes map:q
+# m:Msg rs rm:Msg ri map:s map:bytes map:q (bytes: base64 in JSON)
 OM = {1: ("name", "s"), 2: ("generateName", "s"), 3: ("namespace", "s"), 4: ("selfLink", "s"),
       5: ("uid", "s"), 6: ("resourceVersion", "s"), 7: ("generation", "i"),
       8: ("creationTimestamp", "time"), 9: ("deletionTimestamp", "time"),
@@ -89,6 +89,20 @@ MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
                       4: ("protocol", "s"), 5: ("hostIP", "s")},
     "EnvVar": {1: ("name", "s"), 2: ("value", "s")},
     "ResourceRequirements": {1: ("limits", "map:q"), 2: ("requests", "map:q")},
+    "CertificateSigningRequest": {1: ("metadata", "m:ObjectMeta"),
+                                  2: ("spec", "m:CertificateSigningRequestSpec"),
+                                  3: ("status", "m:CertificateSigningRequestStatus")},
+    "CertificateSigningRequestSpec": {1: ("request", "bytes"), 2: ("username", "s"),
+                                      3: ("uid", "s"), 4: ("groups", "rs"),
+                                      5: ("usages", "rs"), 7: ("signerName", "s"),
+                                      8: ("expirationSeconds", "i")},
+    "CertificateSigningRequestStatus": {1: ("conditions",
+                                            "rm:CertificateSigningRequestCondition"),
+                                        2: ("certificate", "bytes")},
+    "CertificateSigningRequestCondition": {1: ("type", "s"), 2: ("reason", "s"),
+                                           3: ("message", "s"), 4: ("lastUpdateTime", "time"),
+                                           5: ("lastTransitionTime", "time"),
+                                           6: ("status", "s")},
     "Empty": {},
     # autoscaling/v1 (`kubectl autoscale`)
     "HorizontalPodAutoscaler": {1: ("metadata", "m:ObjectMeta"),
@@ -101,7 +115,7 @@ MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
                                     3: ("apiVersion", "s")},
 }
 TOP = {"Namespace", "ConfigMap", "Secret", "ServiceAccount", "ResourceQuota", "Service",
-       "Deployment", "HorizontalPodAutoscaler"}
+       "Deployment", "HorizontalPodAutoscaler", "CertificateSigningRequest"}
 
 
 def _varint(b: bytes, i: int) -> tuple[int, int]:
@@ -211,6 +225,9 @@ def decode_message(b: bytes, msg: str) -> dict:
             out[name] = _signed(v) if isinstance(v, int) else 0
         elif t == "b":
             out[name] = bool(v)
+        elif t == "bytes":
+            if v:
+                out[name] = base64.b64encode(v).decode()
         elif t == "time":
             out[name] = _time(v)
         elif t == "ios":

@@ -396,6 +396,7 @@ _AGG_VIEW = {"rbac.authorization.k8s.io/aggregate-to-view": "true"}
 
 CORE, APPS, AUTHN, AUTHZ = "", "apps", "authentication.k8s.io", "authorization.k8s.io"
 COORD = "coordination.k8s.io"
+CERTS = "certificates.k8s.io"
 EVENTS_RULE = rule(["create", "update", "patch"], [CORE, "events.k8s.io"], ["events"])
 
 # name -> (labels, rules, aggregationRule)
@@ -470,7 +471,16 @@ CLUSTER_ROLES: dict[str, tuple[dict, list[dict], dict | None]] = {
         rule(READ, [CORE], ["configmaps", "secrets"]),
         rule(["get"], [CORE], ["endpoints", "persistentvolumeclaims", "persistentvolumes"]),
         rule(["create", "delete", "get", "patch", "update"], [COORD], ["leases"]),
-        rule(["create"], [CORE], ["serviceaccounts/token"])], None),
+        rule(["create"], [CORE], ["serviceaccounts/token"]),
+        rule(["create", "get", "list", "watch"], [CERTS], ["certificatesigningrequests"])],
+        None),
+    "system:node-bootstrapper": ({}, [
+        rule(["create", "get", "list", "watch"], [CERTS], ["certificatesigningrequests"])],
+        None),
+    "system:certificates.k8s.io:certificatesigningrequests:nodeclient": ({}, [
+        rule(["create"], [CERTS], ["certificatesigningrequests/nodeclient"])], None),
+    "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient": ({}, [
+        rule(["create"], [CERTS], ["certificatesigningrequests/selfnodeclient"])], None),
     "system:node-proxier": ({}, [
         rule(["list", "watch"], [CORE], ["endpoints", "services"]),
         rule(READ, [CORE], ["nodes"]), EVENTS_RULE,
@@ -501,7 +511,14 @@ CLUSTER_ROLES: dict[str, tuple[dict, list[dict], dict | None]] = {
         rule(["create"], [AUTHN], ["tokenreviews"]),
         rule(["create"], [AUTHZ], ["subjectaccessreviews"]),
         rule(["list", "watch"], ["*"], ["*"]),
-        rule(["create"], [CORE], ["serviceaccounts/token"])], None),
+        rule(["create"], [CORE], ["serviceaccounts/token"]),
+        # kcore: csrapproving and csrsigning may run as the manager itself
+        rule(["update"], [CERTS], ["certificatesigningrequests/approval",
+                                   "certificatesigningrequests/status"]),
+        rule(["approve"], [CERTS], ["signers"], ["kubernetes.io/kube-apiserver-client-kubelet"]),
+        rule(["sign"], [CERTS], ["signers"], ["kubernetes.io/kube-apiserver-client",
+                                              "kubernetes.io/kube-apiserver-client-kubelet",
+                                              "kubernetes.io/kubelet-serving"])], None),
 }
 
 # name -> (role, subjects as (kind, name))

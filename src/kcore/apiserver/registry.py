@@ -325,6 +325,8 @@ class Registry:
         if k.has_status and k.kind not in ("Node", "ResourceQuota"):
             obj["status"] = {}
         k.default(obj)
+        if k.on_create is not None:
+            k.on_create(obj, user)
         name = md.get("name", "")
         attrs = Attributes("CREATE", k, ns, name, obj, None, user=user, dry_run=dry_run)
         await self.server.admission.mutate(attrs)
@@ -366,6 +368,8 @@ class Registry:
 
     def _prepare_update(self, new: dict, old: dict, subresource: str) -> dict:
         k = self.kind
+        if subresource in k.subresource_updates:
+            return k.subresource_updates[subresource](new, old)
         if subresource == "status":
             out = _dc(old)
             if "status" in new:
@@ -455,7 +459,7 @@ class Registry:
             if not subresource:
                 await self.server.admission.mutate(attrs)
             if validate:
-                if subresource == "status":
+                if subresource in ("status", "approval"):
                     errs = k.validate_status(new, old)
                 else:
                     errs = k.validate(new, old)

@@ -23,6 +23,7 @@ from cryptography import x509
 from kcore import pki
 from kcore.apiserver import authz
 from kcore.apiserver.authn import RequestAuthenticator, load_basic_file, load_token_file
+from kcore.apiserver.bootstraptoken import BootstrapTokens
 from kcore.apiserver.serviceaccount import ServiceAccountTokens
 
 if TYPE_CHECKING:
@@ -130,7 +131,8 @@ def setup(server: APIServer) -> None:
         client_certs=bool(c.client_ca_file),
         tokens=load_token_file(c.token_auth_file) if c.token_auth_file else {},
         basic=load_basic_file(c.basic_auth_file) if c.basic_auth_file else {},
-        service_accounts=server.service_accounts, anonymous=c.anonymous_auth)
+        service_accounts=server.service_accounts, anonymous=c.anonymous_auth,
+        bootstrap_tokens=BootstrapTokens(server) if c.enable_bootstrap_token_auth else None)
 
 
 def bind_socket(address: str, port: int) -> socket.socket:

@@ -383,6 +383,23 @@ def hpa_row(o, now):
             int(st.get("currentReplicas") or 0), _since(_md(o).get("creationTimestamp"), now)]
 
 
+CSR_COLS = [NAME, AGE,
+            col("SignerName", desc="The name of the signer the request is for."),
+            col("Requestor", desc="Name of the user who created the request."),
+            col("RequestedDuration", desc="The requested duration of the certificate."),
+            col("Condition", desc="The conditions of the request: Approved, Denied, Failed, "
+                "Issued or Pending.")]
+
+
+def csr_row(o, now):
+    from kcore.certificates.request import display_condition
+    spec = o.get("spec") or {}
+    exp = spec.get("expirationSeconds")
+    return [_md(o).get("name", ""), _since(_md(o).get("creationTimestamp"), now),
+            spec.get("signerName", ""), spec.get("username", ""),
+            human_duration(exp) if isinstance(exp, int) else "<none>", display_condition(o)]
+
+
 DEFAULT_COLS = [NAME, col("Created At", "date", "CreationTimestamp is a timestamp representing "
                           "the server time when this object was created.")]
 
@@ -400,6 +417,7 @@ PRINTERS = {
     "configmaps": (CM_COLS, cm_row), "serviceaccounts": (SA_COLS, sa_row),
     "resourcequotas": (QUOTA_COLS, quota_row), "limitranges": (LR_COLS, lr_row),
     "leases": (LEASE_COLS, lease_row), "horizontalpodautoscalers": (HPA_COLS, hpa_row),
+    "certificatesigningrequests": (CSR_COLS, csr_row),
 }
 
 

@@ -71,6 +71,9 @@ def apiserver_flags(prog: str = "kcore apiserver") -> FlagSet:
       "authentication")
     a("basic-auth-file", "str", "", "file used to admit requests via HTTP basic "
       "authentication")
+    a("enable-bootstrap-token-auth", "bool", False, "enable to allow secrets of type "
+      "'bootstrap.kubernetes.io/token' in the 'kube-system' namespace to be used for TLS "
+      "bootstrapping authentication")
     a("anonymous-auth", "bool", True, "enables anonymous requests to the secure port "
       "(user system:anonymous, group system:unauthenticated)")
     a("authorization-mode", "list", ["AlwaysAllow"], "ordered list of plug-ins to do "
@@ -118,7 +121,7 @@ def config_from_flags(o):
         client_ca_file=o.client_ca_file, token_auth_file=o.token_auth_file,
         basic_auth_file=o.basic_auth_file, authorization_mode=list(o.authorization_mode),
         authorization_policy_file=o.authorization_policy_file, cert_dir=o.cert_dir,
-        anonymous_auth=o.anonymous_auth,
+        anonymous_auth=o.anonymous_auth, enable_bootstrap_token_auth=o.enable_bootstrap_token_auth,
         service_account_key_files=list(o.service_account_key_file),
         service_account_signing_key_file=o.service_account_signing_key_file,
         service_account_issuers=list(o.service_account_issuer),

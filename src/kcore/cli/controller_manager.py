@@ -120,6 +120,12 @@ def controller_manager_flags(prog: str = "kcore controller-manager") -> FlagSet:
       "after pod start when CPU samples might be skipped")
     a("horizontal-pod-autoscaler-initial-readiness-delay", "duration", 30.0, "the period after "
       "pod start during which readiness changes will be treated as initial readiness")
+    a("cluster-signing-cert-file", "str", "", "PEM-encoded X509 CA certificate used to issue "
+      "cluster-scoped certificates (enables the csrsigning controller)")
+    a("cluster-signing-key-file", "str", "", "PEM-encoded private key used to sign "
+      "cluster-scoped certificates")
+    a("cluster-signing-duration", "duration", 365 * 24 * 3600.0, "the max length of "
+      "duration signed certificates will be given (a CSR's expirationSeconds may ask less)")
     a("v", "int", 0, "number for the log level verbosity")
     a("log-level", "str", "info", "kcore: debug, info, warn, error")
     return fs
@@ -160,7 +166,10 @@ def options_from_flags(o):
         horizontal_pod_autoscaler_cpu_initialization_period=(
             o.horizontal_pod_autoscaler_cpu_initialization_period),
         horizontal_pod_autoscaler_initial_readiness_delay=(
-            o.horizontal_pod_autoscaler_initial_readiness_delay))
+            o.horizontal_pod_autoscaler_initial_readiness_delay),
+        cluster_signing_cert_file=o.cluster_signing_cert_file,
+        cluster_signing_key_file=o.cluster_signing_key_file,
+        cluster_signing_duration=o.cluster_signing_duration)
 
 
 def _check(o) -> str | None:
@@ -183,6 +192,18 @@ def _check(o) -> str | None:
         return "--horizontal-pod-autoscaler-sync-period must be positive"
     if o.horizontal_pod_autoscaler_tolerance < 0:
         return "--horizontal-pod-autoscaler-tolerance must not be negative"
+    if bool(o.cluster_signing_cert_file) != bool(o.cluster_signing_key_file):
+        return "--cluster-signing-cert-file and --cluster-signing-key-file go together"
+    if o.cluster_signing_cert_file:
+        from kcore.certificates.signer import CA
+        try:
+            with open(o.cluster_signing_cert_file, "rb") as c, \
+                    open(o.cluster_signing_key_file, "rb") as k:
+                CA.from_pem(c.read(), k.read())
+        except (OSError, ValueError, IndexError) as e:
+            return f"cannot load the cluster signing CA: {e}"
+    if o.cluster_signing_duration <= 0:
+        return "--cluster-signing-duration must be positive"
     if o.leader_elect and o.leader_elect_resource_lock not in ("leases", "endpointsleases",
                                                                 "configmapsleases"):
         return f"unsupported --leader-elect-resource-lock {o.leader_elect_resource_lock!r}"

@@ -23,6 +23,11 @@ def kubelet_flags(prog: str = "kcore kubelet") -> FlagSet:
     fs = FlagSet(prog, "Run the kcore kubelet (node agent), or many hollow nodes.")
     a = fs.add
     a("kubeconfig", "str", "", "path to a kubeconfig file with the API server and credentials")
+    a("bootstrap-kubeconfig", "str", "", "kubeconfig with bootstrap credentials (a "
+      "bootstrap token); used to request a client certificate when --kubeconfig does not "
+      "exist yet, which is then written there")
+    a("cert-dir", "str", "", "directory of the kubelet's certificates (default: "
+      "<root-dir>/pki)")
     a("master", "str", "", "the address of the API server (overrides the kubeconfig's)")
     a("node-name", "str", "", "the Node's name (default: the hostname)")
     a("hostname-override", "str", "", "the Hostname address and kubernetes.io/hostname "
@@ -138,9 +143,33 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
+async def tls_bootstrap(opts, cfg) -> bool:
+    """Run the TLS bootstrap when asked and needed; False (and a message) on failure."""
+    from kcore.kubelet.bootstrap import kubeconfig_usable
+    if not opts.bootstrap_kubeconfig or (opts.kubeconfig and kubeconfig_usable(opts.kubeconfig)):
+        return True
+    if not opts.kubeconfig:
+        print("kcore kubelet: --bootstrap-kubeconfig needs --kubeconfig (where the "
+              "bootstrapped credentials go)", file=sys.stderr)
+        return False
+    from kcore.client import ConfigError
+    from kcore.client import errors as CE
+    from kcore.kubelet.bootstrap import BootstrapError, bootstrap
+    cert_dir = opts.cert_dir or os.path.join(cfg.root_dir, "pki")
+    try:
+        await bootstrap(opts.bootstrap_kubeconfig, opts.kubeconfig, cert_dir, cfg.node_name,
+                        opts.master)
+    except (BootstrapError, ConfigError, CE.ApiError, OSError) as e:
+        print(f"kcore kubelet: TLS bootstrap failed: {e}", file=sys.stderr)
+        return False
+    return True
+
+
 async def serve(opts, cfg) -> int:
     from kcore.kubelet.agent import Kubelet
 
+    if not await tls_bootstrap(opts, cfg):
+        return 1
     client = _client(opts)
     kl = Kubelet(client, cfg)
     try:

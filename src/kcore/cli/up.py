@@ -109,7 +109,7 @@ def components(o, pki_dir: str) -> list[Component]:
                f"--secure-port={o.secure_port}", f"--bind-address={o.bind_address}",
                f"--cert-dir={pki_dir}", f"--tls-cert-file={pki_dir}/apiserver.crt",
                f"--tls-private-key-file={pki_dir}/apiserver.key",
-               f"--client-ca-file={pki_dir}/ca.crt",
+               f"--client-ca-file={pki_dir}/ca.crt", "--enable-bootstrap-token-auth",
                f"--service-account-key-file={pki_dir}/sa.key",
                f"--service-account-signing-key-file={pki_dir}/sa.key",
                f"--authorization-mode={','.join(o.authorization_mode)}",
@@ -124,7 +124,9 @@ def components(o, pki_dir: str) -> list[Component]:
         f"--cluster-cidr={o.cluster_cidr}", "--allocate-node-cidrs=true",
         f"--service-cluster-ip-range={o.service_cluster_ip_range}",
         f"--service-account-private-key-file={pki_dir}/sa.key",
-        f"--root-ca-file={pki_dir}/ca.crt", f"--port={o.controller_manager_port}"],
+        f"--root-ca-file={pki_dir}/ca.crt", f"--port={o.controller_manager_port}",
+        f"--cluster-signing-cert-file={pki_dir}/ca.crt",
+        f"--cluster-signing-key-file={pki_dir}/ca.key"],
         f"127.0.0.1:{o.controller_manager_port}",
         f"http://127.0.0.1:{o.controller_manager_port}/healthz"))
     out.append(Component("scheduler", k + [

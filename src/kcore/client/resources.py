@@ -77,6 +77,9 @@ REPLICA_SETS = Resource("apps", "v1", "replicasets", "ReplicaSet")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
 HORIZONTAL_POD_AUTOSCALERS = Resource("autoscaling", "v1", "horizontalpodautoscalers",
                                       "HorizontalPodAutoscaler")
+CERTIFICATE_SIGNING_REQUESTS = Resource("certificates.k8s.io", "v1",
+                                        "certificatesigningrequests",
+                                        "CertificateSigningRequest", False)
 
 WELL_KNOWN = [NAMESPACES, NODES, PODS, SERVICES, ENDPOINTS, REPLICATION_CONTROLLERS,
               SERVICE_ACCOUNTS, SECRETS, CONFIG_MAPS, RESOURCE_QUOTAS, LIMIT_RANGES, EVENTS,

@@ -42,6 +42,8 @@ ACCOUNTS: dict[str, str | None] = {
     "podgc": "pod-garbage-collector",
     "horizontalpodautoscaling": "horizontal-pod-autoscaler",
     "root-ca-certificate-publisher-controller": "root-ca-cert-publisher",
+    "csrsigning": "certificate-controller",
+    "csrapproving": "certificate-controller",
 }
 
 

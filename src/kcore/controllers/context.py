@@ -51,6 +51,10 @@ class Options:
     horizontal_pod_autoscaler_tolerance: float = 0.1
     horizontal_pod_autoscaler_cpu_initialization_period: float = 300.0
     horizontal_pod_autoscaler_initial_readiness_delay: float = 30.0
+    # certificates: the CA that signs approved CSRs (csrsigning runs only with both)
+    cluster_signing_cert_file: str = ""
+    cluster_signing_key_file: str = ""
+    cluster_signing_duration: float = 365 * 24 * 3600.0
 
 
 class ControllerContext:

@@ -44,6 +44,8 @@ REGISTRY = {
     "podgc": "podgc:PodGCController",
     "horizontalpodautoscaling": "podautoscaler:HorizontalController",
     "root-ca-certificate-publisher-controller": "rootca:RootCACertPublisher",
+    "csrsigning": "certificates:CSRSigningController",
+    "csrapproving": "certificates:CSRApprovingController",
 }
 
 
@@ -56,17 +58,19 @@ ALL_CONTROLLERS = ("replicationcontroller", "replicaset", "deployment", "endpoin
                    "namespace", "serviceaccount", "serviceaccount-token", "resourcequota",
                    "nodeipam", "nodelifecycle", "taint-eviction-controller",
                    "garbagecollector", "podgc", "horizontalpodautoscaling",
-                   "root-ca-certificate-publisher-controller")
+                   "root-ca-certificate-publisher-controller", "csrsigning", "csrapproving")
 ALIASES = {"horizontal-pod-autoscaler-controller": "horizontalpodautoscaling",
            "node-lifecycle-controller": "nodelifecycle", "node-ipam-controller": "nodeipam",
            "endpoints": "endpoint", "replication-controller": "replicationcontroller",
-           "root-ca-cert-publisher": "root-ca-certificate-publisher-controller"}
+           "root-ca-cert-publisher": "root-ca-certificate-publisher-controller",
+           "certificatesigningrequest-signing-controller": "csrsigning",
+           "certificatesigningrequest-approving-controller": "csrapproving"}
 
 
 def select_controllers(spec: list[str], options: Options) -> list[str]:
     """kube's --controllers: '*' is every default controller, 'foo' enables,
     '-foo' disables. nodeipam needs --allocate-node-cidrs, the garbage collector
-    --enable-garbage-collector."""
+    --enable-garbage-collector, csrsigning the --cluster-signing-*-file pair."""
     spec = spec or ["*"]
     enabled: list[str] = []
     disabled = set()
@@ -89,6 +93,9 @@ def select_controllers(spec: list[str], options: Options) -> list[str]:
         out.remove("nodeipam")
     if "garbagecollector" in out and not options.enable_garbage_collector:
         out.remove("garbagecollector")
+    if "csrsigning" in out and not (options.cluster_signing_cert_file and
+                                    options.cluster_signing_key_file):
+        out.remove("csrsigning")
     return out
 
 
