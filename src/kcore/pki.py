@@ -97,13 +97,7 @@ def make_cert(ca: KeyPair, cn: str, *, orgs: tuple[str, ...] = (), hosts: tuple[
     if usages:
         b = b.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     if hosts:
-        sans: list[x509.GeneralName] = []
-        for h in hosts:
-            try:
-                sans.append(x509.IPAddress(ipaddress.ip_address(h)))
-            except ValueError:
-                sans.append(x509.DNSName(h))
-        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        b = b.add_extension(subject_alt_names(hosts), critical=False)
     return KeyPair(b.sign(ca.key, hashes.SHA256()), key)
 
 
@@ -336,3 +330,14 @@ def legacy_service_account_token(key, namespace: str, name: str, uid: str,
                      f"{p}secret.name": secret_name, f"{p}service-account.name": name,
                      f"{p}service-account.uid": uid,
                      "sub": f"system:serviceaccount:{namespace}:{name}"}, key)
+
+
+def subject_alt_names(hosts) -> x509.SubjectAlternativeName:
+    """IP SANs for addresses, DNS SANs for names."""
+    sans: list[x509.GeneralName] = []
+    for h in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            sans.append(x509.DNSName(h))
+    return x509.SubjectAlternativeName(sans)

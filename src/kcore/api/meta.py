@@ -28,6 +28,16 @@ def parse_time(s: str) -> float:
     return _dt.datetime.fromisoformat(s).timestamp()
 
 
+def parse_time_or_none(s) -> float | None:
+    """parse_time for optional fields: None for empty or malformed values."""
+    if not s:
+        return None
+    try:
+        return parse_time(s)
+    except (ValueError, AttributeError):
+        return None
+
+
 def new_uid() -> str:
     return str(uuid.uuid4())
 

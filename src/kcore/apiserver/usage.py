@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from kcore.api.meta import parse_time_or_none
 from kcore.api.metrics import GROUP, VERSION
-from kcore.kubelet.timeutil import parse_time, rfc3339
+from kcore.kubelet.timeutil import rfc3339
 
 API_VERSION = f"{GROUP}/{VERSION}"
 FIRST_LOOK_WINDOW = 10.0
@@ -90,15 +91,6 @@ def _meta(obj: dict, now: float, namespaced: bool) -> dict:
     return out
 
 
-def _start(s: str | None) -> float | None:
-    if not s:
-        return None
-    try:
-        return parse_time(s)
-    except ValueError:
-        return None
-
-
 def node_metrics(node: dict, summary_node: dict, rates: CpuRates, now: float) -> dict | None:
     """NodeMetrics for node from its summary's "node" part; None without usage."""
     cpu = summary_node.get("cpu") or {}
@@ -127,7 +119,7 @@ def pod_metrics(pod: dict, summary_pod: dict, rates: CpuRates, now: float) -> di
         cpu, mem = c.get("cpu") or {}, c.get("memory") or {}
         if "usageCoreNanoSeconds" not in cpu:
             continue
-        started = _start(c.get("startTime"))
+        started = parse_time_or_none(c.get("startTime"))
         r = rates.observe(f"pod/{uid}/{c.get('name')}/{c.get('startTime')}", now,
                           int(cpu["usageCoreNanoSeconds"]), started=started)
         if r is None:

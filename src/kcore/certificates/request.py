@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+from kcore import pki
 
 KUBE_APISERVER_CLIENT = "kubernetes.io/kube-apiserver-client"
 KUBELET_CLIENT = "kubernetes.io/kube-apiserver-client-kubelet"
@@ -93,13 +94,7 @@ def make_request(key, common_name: str, organizations: tuple[str, ...] = (),
     attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
     b = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs))
     if hosts:
-        sans: list[x509.GeneralName] = []
-        for h in hosts:
-            try:
-                sans.append(x509.IPAddress(ipaddress.ip_address(h)))
-            except ValueError:
-                sans.append(x509.DNSName(h))
-        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        b = b.add_extension(pki.subject_alt_names(hosts), critical=False)
     return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 

@@ -16,7 +16,7 @@ import logging
 import time
 
 from kcore.api import labels as L
-from kcore.api.meta import parse_time, rfc3339
+from kcore.api.meta import parse_time_or_none, rfc3339
 from kcore.api.quantity import QuantityError, parse_quantity
 from kcore.client import errors as E
 from kcore.client.events import NORMAL, WARNING
@@ -46,15 +46,6 @@ def _milli(v) -> int | None:
         return None
 
 
-def _time(s) -> float | None:
-    if not s:
-        return None
-    try:
-        return parse_time(s)
-    except ValueError:
-        return None
-
-
 def pod_sample(pod: dict, metrics: dict | None) -> PodSample:
     """A pod and its PodMetrics (None: none reported) as the calculator sees them."""
     md, spec, st = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
@@ -71,7 +62,7 @@ def pod_sample(pod: dict, metrics: dict | None) -> PodSample:
     if metrics is not None:
         usage = sum(_milli((c.get("usage") or {}).get("cpu", "0")) or 0
                     for c in metrics.get("containers") or [])
-        ts = _time(metrics.get("timestamp")) or 0.0
+        ts = parse_time_or_none(metrics.get("timestamp")) or 0.0
         try:
             window = parse_duration(metrics.get("window") or "0s")
         except ValueError:
@@ -80,8 +71,8 @@ def pod_sample(pod: dict, metrics: dict | None) -> PodSample:
         name=md.get("name", ""), phase=st.get("phase", "Pending"),
         deleting=bool(md.get("deletionTimestamp")),
         ready=cond.get("status") if cond else None,
-        ready_changed=_time(cond.get("lastTransitionTime")) if cond else None,
-        started=_time(st.get("startTime")),
+        ready_changed=parse_time_or_none(cond.get("lastTransitionTime")) if cond else None,
+        started=parse_time_or_none(st.get("startTime")),
         request_milli=None if missing else request, missing_request=missing,
         usage_milli=usage, metric_time=ts, metric_window=window or 0.0)
 

@@ -395,27 +395,9 @@ class GrpcWatch:
             response_deserializer=pb.WatchResponse.FromString)
         self.stream = call()
         try:
-            try:
-                await self.stream.write(pb.WatchRequest(create_request=self.create))
-            except grpc.aio.AioRpcError as e:
-                raise from_grpc_error(e) from None
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-                raise errors.StreamClosed() from None
+            await self._io(self.stream.write(pb.WatchRequest(create_request=self.create)))
             while True:
-                try:
-                    resp = await self.stream.read()
-                except grpc.aio.AioRpcError as e:
-                    raise from_grpc_error(e) from None
-                except asyncio.CancelledError:
-                    # grpc.aio cancels the call when its channel closes (failover to
-                    # another endpoint); only a cancel of this task itself propagates
-                    task = asyncio.current_task()
-                    if task is not None and task.cancelling():
-                        raise
-                    raise errors.StreamClosed() from None
+                resp = await self._io(self.stream.read())
                 if resp is grpc.aio.EOF:
                     return
                 if resp.created:
@@ -429,6 +411,21 @@ class GrpcWatch:
                 yield resp
         finally:
             self.stream.cancel()
+
+    async def _io(self, op):
+        """One read or write of the stream, errors mapped: grpc.aio cancels the call
+        when its channel is closed (failover to another endpoint) and the await then
+        raises CancelledError; only a cancel of this task itself propagates as such."""
+        grpc = self.t.grpc
+        try:
+            return await op
+        except grpc.aio.AioRpcError as e:
+            raise from_grpc_error(e) from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            raise errors.StreamClosed() from None
 
     async def request_progress(self) -> None:
         if self.stream is not None:
