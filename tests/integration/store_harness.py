@@ -91,6 +91,12 @@ class Member:
             except Exception:
                 self.logf.flush()
                 raise RuntimeError(f"kcore etcd did not start:\n{self.log()}") from None
+            if self.initial_cluster is None:
+                # a lone member: also wait for it to lead, as etcd serves clients only
+                # once ready (its first write must not race the election on a busy box)
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and "became leader" not in self.log():
+                    time.sleep(0.02)
         return self
 
     def log(self) -> str:
