@@ -38,6 +38,22 @@ def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 
     raise TimeoutError(f"port {port} not listening after {timeout}s")
 
 
+def wait_until(fn, timeout: float, what: str, interval: float = 0.5):
+    """Poll fn until it returns something true (returned); exceptions count as not yet.
+    AssertionError naming `what` and the last result at the deadline."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - keep polling
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
 class Member:
     """One `kcore etcd` process; restartable on the same data dir and ports."""
 

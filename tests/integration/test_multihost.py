@@ -13,10 +13,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import netns
 import pytest
+from store_harness import wait_until
 
 from kcore import pki
 from kcore.cli.certs import generate
@@ -52,20 +52,6 @@ class Proc:
 def in_ns(hosts: netns.Hosts, i: int, *cmd: str, timeout: float = 10) -> subprocess.CompletedProcess:
     return subprocess.run([*hosts.exec_prefix(i), *cmd], capture_output=True, text=True,
                           timeout=timeout)
-
-
-def wait_until(fn, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as e:  # noqa: BLE001 - keep polling
-            last = e
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
 SERVER = """

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from store_harness import ETCDCTL, free_port
+from store_harness import ETCDCTL, free_port, wait_until
 
 KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed")
@@ -45,17 +45,6 @@ while True:
 """
 
 
-def wait_for(fn, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
-
-
 def issue9_acceptance(kubectl, tmp: str) -> None:
     """The seed's controller-manager flags at work in `kcore up`: kubectl top,
     kubectl autoscale / get hpa, a CSR approved with kubectl and signed by the
@@ -68,12 +57,12 @@ def issue9_acceptance(kubectl, tmp: str) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    top = wait_for(lambda: (lambda r: r.returncode == 0 and "up-node" in r.stdout and r.stdout)(
+    top = wait_until(lambda: (lambda r: r.returncode == 0 and "up-node" in r.stdout and r.stdout)(
         kubectl("top", "nodes")), 60, "kubectl top nodes")
     assert "CPU(cores)" in top
     r = kubectl("autoscale", "deployment", "web", "--cpu-percent=50", "--min=1", "--max=3")
     assert r.returncode == 0, r.stderr
-    wait_for(lambda: (lambda o: "web" in o and "Deployment/web" in o)(
+    wait_until(lambda: (lambda o: "web" in o and "Deployment/web" in o)(
         kubectl("get", "hpa").stdout), 30, "kubectl get hpa")
 
     key = ec.generate_private_key(ec.SECP256R1())
@@ -90,7 +79,7 @@ def issue9_acceptance(kubectl, tmp: str) -> None:
     assert kubectl("apply", "-f", manifest).returncode == 0
     r = kubectl("certificate", "approve", "jane")
     assert r.returncode == 0, r.stderr
-    cert = wait_for(lambda: kubectl("get", "csr", "jane", "-o",
+    cert = wait_until(lambda: kubectl("get", "csr", "jane", "-o",
                                     "jsonpath={.status.certificate}").stdout.strip(), 30,
                     "the CSR signed")
     issued = x509.load_pem_x509_certificate(base64.b64decode(cert))
@@ -101,17 +90,17 @@ def issue9_acceptance(kubectl, tmp: str) -> None:
                 '--overrides={"spec": {"nodeName": "up-node"}}', "--",
                 sys.executable, "-c", SA_PROBE)
     assert r.returncode == 0, r.stderr
-    wait_for(lambda: (lambda r: r.returncode == 0 and "sa-probe" in r.stdout)(
+    wait_until(lambda: (lambda r: r.returncode == 0 and "sa-probe" in r.stdout)(
         kubectl("top", "pods")), 60, "kubectl top pods")
     if os.geteuid() != 0:
         return      # the token volume is bind-mounted at its path in a mount namespace
-    wait_for(lambda: "status 403" in kubectl("logs", "sa-probe").stdout, 60,
+    wait_until(lambda: "status 403" in kubectl("logs", "sa-probe").stdout, 60,
              "the pod's token refused by RBAC")
     assert kubectl("create", "role", "pod-reader", "--verb=get,list",
                    "--resource=pods").returncode == 0
     assert kubectl("create", "rolebinding", "pod-reader", "--role=pod-reader",
                    "--serviceaccount=default:default").returncode == 0
-    wait_for(lambda: "status 200" in kubectl("logs", "sa-probe").stdout, 30,
+    wait_until(lambda: "status 200" in kubectl("logs", "sa-probe").stdout, 30,
              "the pod's token allowed after a RoleBinding")
     kubectl("delete", "pod", "sa-probe", "--grace-period=1")
 
