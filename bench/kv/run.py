@@ -106,12 +106,19 @@ def start_server(kind: str, command: list[str], args: argparse.Namespace,
         raise
     out["member_status"] = status
     endpoints = cluster.endpoints
-    if args.target == "leader":
-        leaders = [s["endpoint"] for s in status.values() if s.get("is_leader")]
-        if leaders:
-            endpoints = leaders[:1]
-        else:
-            out["target_note"] = "no Maintenance.Status leader info; used all members"
+    leaders = [s["endpoint"] for s in status.values() if s.get("is_leader")]
+    if not leaders:
+        out["target_note"] = "no Maintenance.Status leader info; used all members"
+    elif args.target == "leader":
+        endpoints = leaders[:1]
+    elif args.target == "follower":
+        endpoints = [e for e in endpoints if e != leaders[0]][:1]
+    else:
+        # round-robin from the leader: client i dials member (leader + i) mod n, so
+        # every server gets the same mix (1 client: the leader, for etcd and kcore
+        # alike; otherwise which member won the election would decide the row)
+        i = endpoints.index(leaders[0])
+        endpoints = endpoints[i:] + endpoints[:i]
     out.update(endpoints=endpoints, status="ok")
     return cluster, out
 
@@ -301,8 +308,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="command for kcore's store (default: `kcore etcd` from PATH)")
     ap.add_argument("--etcd-arg", action="append", default=[], help="extra flag for etcd")
     ap.add_argument("--kcore-arg", action="append", default=[], help="extra flag for kcore")
-    ap.add_argument("--target", choices=["all", "leader"], default="all",
-                    help="with --cluster 3: dial every member round-robin, or the leader only")
+    ap.add_argument("--target", choices=["all", "leader", "follower"], default="all",
+                    help="with --cluster 3: dial every member round-robin starting with "
+                         "the leader, the leader only, or one follower only")
     ap.add_argument("--procs", type=int, default=0, help="generator processes (0: auto)")
     ap.add_argument("--conns", type=int, default=1, help="connections per endpoint per process")
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
