@@ -598,6 +598,48 @@ def test_propose_batch_travels_in_one_append_per_follower():
     assert net.values(2)[-3:] == [b"a", b"b", b"c"]
 
 
+def test_commit_only_append_already_acknowledged_gets_no_answer():
+    net = elected()
+    net.delivered.clear()
+    net.propose(1, b"x")
+    net.flush()
+    resps = [m for m in net.delivered if m.type == MT.APP_RESP]
+    # one answer per follower for the entry; the commit that follows is not answered
+    assert sorted(m.from_ for m in resps) == [2, 3]
+    assert all(m.index == net.raft(1).log.last_index() for m in resps)
+    assert [net.raft(i).log.committed for i in (1, 2, 3)] == [net.raft(1).log.last_index()] * 3
+    # the leader still learns what it must: a later entry is answered as before
+    net.delivered.clear()
+    net.propose(1, b"y")
+    net.flush()
+    assert sorted(m.from_ for m in net.delivered if m.type == MT.APP_RESP) == [2, 3]
+    assert net.values(3)[-2:] == [b"x", b"y"]
+
+
+def test_lost_acknowledgement_is_repaired_by_heartbeats():
+    net = elected()
+    lead = net.raft(1)
+    lost = []
+
+    def drop(m):    # the follower appends and answers, but its answer is lost
+        if m.type == MT.APP_RESP and m.from_ == 2 and not lost:
+            lost.append(m)
+            return True
+        return False
+    net.drop = drop
+    net.propose(1, b"x")
+    last = lead.log.last_index()
+    assert lost and lead.log.committed == last           # node 3 made the quorum
+    assert lead.tracker.progress[2].match < last
+    net.tick(1, lead.heartbeat_timeout)
+    net.flush()
+    assert lead.tracker.progress[2].match == last
+    # and a leadership transfer to it still completes
+    net.nodes[1].transfer_leader(2)
+    net.flush()
+    assert net.leader() == 2
+
+
 def test_figure8_scenario_an_old_term_entry_on_a_majority_can_still_be_replaced():
     """Figure 8 (c)-(d) of the Raft paper, played out: S1 (term 4) gets its
     term-2 entry onto a majority but must not commit it, because S5 (holding

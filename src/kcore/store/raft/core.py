@@ -210,6 +210,7 @@ class Raft:
         self.role = Role.FOLLOWER
         self.is_learner = False
         self.msgs: list[Message] = []
+        self._last_ack: tuple[int, int, int] = (0, 0, 0)   # (term, leader, index)
         self.read_states: list[ReadState] = []
         self.pending_read_index: list[Message] = []
         self.read_only = _ReadOnly()
@@ -727,15 +728,27 @@ class Raft:
         if m.index < log.committed:
             self._send(MT.APP_RESP, m.from_, index=log.committed)
             return
+        before = log.committed
         last_new = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if last_new is not None:
-            self._send(MT.APP_RESP, m.from_, index=last_new)
+            # An append without entries that brings only a new commit index (the
+            # leader's broadcast after each commit), to a follower that has already
+            # acknowledged that index to this leader, needs no answer: it would only
+            # wake the leader again, twice per write in a 3-member cluster. Any other
+            # append is answered, so a lost acknowledgement is repaired by the empty
+            # append the leader sends after the next heartbeat response.
+            ack = (self.term, m.from_, last_new)
+            if m.entries or log.committed == before or ack != self._last_ack:
+                self._last_ack = ack
+                self._send(MT.APP_RESP, m.from_, index=last_new)
             return
+        self._last_ack = (0, 0, 0)
         hint = log.find_conflict_by_term(min(m.index, log.last_index()), m.log_term)
         self._send(MT.APP_RESP, m.from_, index=m.index, reject=True, reject_hint=hint,
                    log_term=log.zero_term_on_compacted(hint))
 
     def _handle_snapshot(self, m: Message) -> None:
+        self._last_ack = (0, 0, 0)
         if self._restore(m.snapshot):
             self._send(MT.APP_RESP, m.from_, index=self.log.last_index())
         else:
