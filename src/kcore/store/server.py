@@ -409,6 +409,12 @@ class EtcdServer:
         self._db_in_use = self.backend.size_in_use()
         self._maybe_snapshot()
 
+    def waits_for(self, entries) -> bool:
+        """Whether every entry is a request made through this member (a client here
+        waits for it)."""
+        inflight = self._inflight
+        return all(e.data and _request_id(e.data) in inflight for e in entries)
+
     def apply_conf_change(self, entry, cc: ConfChange, cs: ConfState) -> None:
         self.conf_state = cs
         key = cc.node_id.to_bytes(8, "big")

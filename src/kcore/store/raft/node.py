@@ -47,6 +47,7 @@ class Application(Protocol):
     def restore(self, snap: Snapshot) -> None: ...
     def save_snapshot_file(self, snap: Snapshot) -> None: ...   # called on the WAL thread
     def on_soft_state(self, ss: SoftState, term: int) -> None: ...
+    def waits_for(self, entries) -> bool: ...   # a client of this member waits for each
 
 
 class Transport(Protocol):
@@ -233,8 +234,17 @@ class RaftNode:
                     # the leader applies only what it has persisted itself, and its vote
                     # and term are durable already (only the commit index may be newer)
                     sent = False
+                    committed = rd.committed_entries
+                    # 0'. ... except the news of a commit only this member's clients wait
+                    # for: they are answered first, and the followers told after that
+                    # (a send to two peers costs ~0.1 ms here, on the client's path)
+                    local = (committed and rd.messages and self.role == Role.LEADER
+                             and not rd.entries and rd.snapshot is None
+                             and all(not m.entries for m in rd.messages)
+                             and self.app.waits_for(committed))
                     hs, durable = rd.hard_state, self.storage.hard_state
                     if (rd.messages and rd.snapshot is None and self.role == Role.LEADER
+                            and not local
                             and (hs is None or (hs.term, hs.vote) ==
                                  (durable.term, durable.vote))):
                         self.transport.send(rd.messages)
@@ -248,11 +258,15 @@ class RaftNode:
                             self._persist(rd)
                         else:
                             fut = loop.run_in_executor(self.executor, self._persist, rd)
-                    committed = rd.committed_entries
                     early = [e for e in committed if e.index <= self.persisted] \
                         if rd.snapshot is None else []
                     if early:
-                        self._enqueue_apply(early)
+                        if local:
+                            self._drain_apply()
+                            self._apply(early)
+                            self._release_reads()
+                        else:
+                            self._enqueue_apply(early)
                     if fut is not None:
                         await fut
                     if rd.snapshot is not None:
@@ -263,6 +277,10 @@ class RaftNode:
                     if rd.hard_state is not None:
                         self.storage.set_hard_state(rd.hard_state)
                     # 2. send
+                    if local:
+                        # after the answers: their callbacks were queued by the apply
+                        loop.call_soon(self.transport.send, rd.messages)
+                        sent = True
                     if rd.messages and not sent:
                         self.transport.send(rd.messages)
                     # 3. install and apply the rest
