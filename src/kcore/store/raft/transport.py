@@ -66,6 +66,71 @@ def _hostport(url: str) -> tuple[str, int, bool]:
     return u.hostname or "127.0.0.1", u.port or 2380, u.scheme == "https"
 
 
+class _MsgsProtocol(asyncio.Protocol):
+    """The receiving side of a peer's message connection once its hello is done:
+    frames are cut out of each read and handed to the node at once (no reader
+    Task to wake, no second loop turn per message)."""
+
+    def __init__(self, handler: PeerHandler, peer: int, transport, done: asyncio.Future):
+        self.handler = handler
+        self.peer = peer
+        self.transport = transport
+        self.done = done
+        self.buf = bytearray()
+
+    @classmethod
+    async def take_over(cls, handler: PeerHandler, peer: int, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> None:
+        """Switch the connection from the stream reader to this protocol; returns when
+        the connection is closed."""
+        transport = writer.transport
+        done = asyncio.get_running_loop().create_future()
+        proto = cls(handler, peer, transport, done)
+        leftover = bytes(reader._buffer)   # read already, not yet consumed
+        reader._buffer.clear()
+        transport.set_protocol(proto)
+        if leftover:
+            proto.data_received(leftover)
+        if not transport.is_closing():
+            transport.resume_reading()      # the stream reader may have paused it
+        await done
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        pos, end, msgs = 0, len(buf), []
+        try:
+            while end - pos >= FRAME.size:
+                n, kind = FRAME.unpack_from(buf, pos)
+                if n > MAX_FRAME:
+                    raise PeerError(f"frame of {n} bytes is too large")
+                if kind != MSGS:
+                    raise PeerError(f"unexpected frame kind {kind}")
+                start = pos + FRAME.size
+                if end - start < n:
+                    break
+                msgs.extend(decode_message(b) for b in msgpack.unpackb(buf[start:start + n]))
+                pos = start + n
+        except (PeerError, ValueError, msgpack.UnpackException) as e:
+            log.warning("peer connection: %s", e)
+            self.transport.close()
+            return
+        if pos:
+            del buf[:pos]
+        if msgs:
+            if self.handler.is_removed(self.peer):
+                self.transport.close()  # it reconnects, is refused, and learns why
+                return
+            self.handler.on_messages(msgs)
+
+    def eof_received(self) -> None:
+        return None                         # close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
 class _Peer:
     def __init__(self, transport: "PeerTransport", pid: int, urls: list[str]):
         self.t = transport
@@ -243,6 +308,10 @@ class PeerTransport:
                     return  # it reconnects, is refused, and learns it was removed
                 if kind == MSGS:
                     handler.on_messages([decode_message(b) for b in msgpack.unpackb(payload)])
+                    # a message connection: the rest is read by callbacks, a frame
+                    # reaching the node in the same loop turn as its bytes
+                    await _MsgsProtocol.take_over(handler, peer, reader, writer)
+                    return
                 elif kind == SNAP:
                     await self._receive_snapshot(reader, writer, payload)
                 else:
