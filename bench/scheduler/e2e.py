@@ -680,7 +680,7 @@ def start_profilers(args, pids: dict[str, int], root: str) -> dict:
     for name in ("apiserver", "scheduler"):
         path = os.path.join(args.profile_dir or root, f"{name}.folded")
         p = subprocess.Popen([spy, "record", "--pid", str(pids[name]), "--rate", "97",
-                              "--format", "raw", "--output", path, "--nonblocking"],
+                              "--format", "raw", "--output", path, "--nonblocking", "--gil"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         out[name] = (p, path)
     return out
