@@ -42,19 +42,23 @@ class StoreStorage:
         return [_kv(k) for k in r.kvs], r.header.revision, r.more
 
     async def txn(self, conds: list[Cond], ops: list[Put | Delete]) -> TxnResult:
+        # built in place (add() and field sets): a third of the time of constructing
+        # each message and appending (which copies) with upb
         req = pb.TxnRequest()
         for c in conds:
-            req.compare.append(pb.Compare(key=c.key, target=_MOD, result=_EQUAL,
-                                          mod_revision=c.mod_revision))
+            cmp = req.compare.add()
+            cmp.key, cmp.target, cmp.result, cmp.mod_revision = c.key, _MOD, _EQUAL, \
+                c.mod_revision
         for op in ops:
             if isinstance(op, Put):
-                req.success.append(pb.RequestOp(request_put=pb.PutRequest(
-                    key=op.key, value=op.value, lease=op.lease)))
+                put = req.success.add().request_put
+                put.key, put.value = op.key, op.value
+                if op.lease:
+                    put.lease = op.lease
             else:
-                req.success.append(pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(
-                    key=op.key)))
+                req.success.add().request_delete_range.key = op.key
         for c in conds:
-            req.failure.append(pb.RequestOp(request_range=pb.RangeRequest(key=c.key)))
+            req.failure.add().request_range.key = c.key
         r = await self.client.txn(req)
         res = TxnResult(r.succeeded, r.header.revision)
         if not r.succeeded:
