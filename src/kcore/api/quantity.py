@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from functools import lru_cache
 
 _BIN = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DEC = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": 1,
@@ -30,6 +31,13 @@ def parse_quantity(v) -> Fraction:
         return Fraction(str(v))
     if not isinstance(v, str):
         raise QuantityError("quantity must be a string or number")
+    return _parse_str(v)
+
+
+@lru_cache(maxsize=4096)
+def _parse_str(v: str) -> Fraction:
+    """The same few strings ("100m", "128Mi") are parsed for every pod; Fractions
+    are immutable, so a parsed value can be shared."""
     m = _RE.match(v.strip())
     if not m:
         raise QuantityError("quantities must match the regular expression "
