@@ -13,6 +13,7 @@ callers handle a compacted revision the same against real etcd and kcore.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -529,6 +530,10 @@ class PipelineTransport:
         self._flush_scheduled = False
         self._connecting: asyncio.Future | None = None
         self.watch_transport = watch_transport
+        # per-call timeouts: one sweep over a deadline queue instead of a wait_for
+        # (a timer, a future and two callbacks) per call
+        self._deadlines: collections.deque = collections.deque()
+        self._sweep_handle: asyncio.TimerHandle | None = None
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
@@ -574,10 +579,28 @@ class PipelineTransport:
         conn = self.conns[self.rr % len(self.conns)]
         self.pending.setdefault(conn, []).append(pipeline.frame(rid, code,
                                                                 request.SerializeToString()))
+        loop = asyncio.get_running_loop()
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-        return await asyncio.wait_for(fut, self.timeout) if self.timeout else await fut
+            loop.call_soon(self._flush)
+        if self.timeout:
+            self._deadlines.append((loop.time() + self.timeout, rid, fut))
+            if self._sweep_handle is None:
+                self._sweep_handle = loop.call_later(self.timeout, self._sweep)
+        return await fut
+
+    def _sweep(self) -> None:
+        """Fail the calls past their deadline (TimeoutError, as wait_for raised)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        dq = self._deadlines
+        while dq and (dq[0][2].done() or dq[0][0] <= now):
+            _, rid, fut = dq.popleft()
+            if not fut.done():
+                self.waiting.pop(rid, None)
+                fut.set_exception(TimeoutError(f"no answer within {self.timeout} s"))
+        self._sweep_handle = (loop.call_later(max(dq[0][0] - now, 0.01), self._sweep)
+                              if dq else None)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -601,6 +624,9 @@ class PipelineTransport:
             if c.transport is not None:
                 c.transport.close()
         self.conns = []
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
         if self.watch_transport is not None:
             await self.watch_transport.close()
 
