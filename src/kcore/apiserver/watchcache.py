@@ -74,7 +74,7 @@ class Watcher:
     def __init__(self, cache: WatchCache, ns: str | None, pred: Callable | None):
         self.cache, self.ns, self.pred = cache, ns, pred
         self.items: collections.deque = collections.deque()
-        self.wake = asyncio.Event()
+        self._waiter: asyncio.Future | None = None   # next_batch waiting for events
         self.closed = False
         self.overflow = False
 
@@ -105,23 +105,31 @@ class Watcher:
             self.close()
             return
         self.items.append(ev)
-        self.wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
 
     async def next_batch(self, timeout: float | None) -> list[Event] | None:
-        """Events ready now (waiting up to timeout); [] on timeout, None when closed."""
+        """Events ready now (waiting up to timeout); [] on timeout, None when closed.
+        The wait is a bare future and a timer (a wait_for would add a Task per batch)."""
         if not self.items:
             if self.closed:
                 return None
-            self.wake.clear()
+            loop = asyncio.get_running_loop()
+            self._waiter = fut = loop.create_future()
+            timer = None if timeout is None else loop.call_later(
+                max(timeout, 0.0), _resolve, fut)
             try:
-                if timeout is None:
-                    await self.wake.wait()
-                else:
-                    await asyncio.wait_for(self.wake.wait(), timeout)
-            except TimeoutError:
-                return []
-        if not self.items and self.closed:
-            return None
+                await fut
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+            if not self.items:
+                return None if self.closed else []
         out = list(self.items)
         self.items.clear()
         return out
@@ -130,7 +138,12 @@ class Watcher:
         if not self.closed:
             self.closed = True
             self.cache.watchers.discard(self)
-            self.wake.set()
+            self._wake()
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class WatchCache:
