@@ -314,21 +314,45 @@ async def bench(args, root: str) -> dict:
     base = f"http://127.0.0.1:{port}"
     procs: dict[str, Proc] = {}
     res: dict = {"nodes": args.nodes, "pods": args.pods, "concurrency": args.concurrency,
-                 "hollow": args.hollow}
+                 "hollow": args.hollow, "store": args.store, "apiservers": args.apiservers}
     progress = Progress(TextColumn("{task.description:<22}"), BarColumn(),
                         MofNCompleteColumn(), TaskProgressColumn(), TimeElapsedColumn(),
                         TextColumn("{task.fields[rate]}"), console=console, transient=False)
     try:
-        procs["apiserver"] = Proc("apiserver", [
-            *kcore, "apiserver", f"--insecure-port={port}", "--secure-port=-1",
-            f"--data-dir={os.path.join(root, 'apiserver')}", *args.apiserver_arg],
-            os.path.join(root, "apiserver.log"))
-        deadline = time.monotonic() + 60
-        while (await http_get(base + "/readyz"))[0] != 200:
-            procs["apiserver"].check()
-            if time.monotonic() > deadline:
-                raise TimeoutError("apiserver not ready")
-            await asyncio.sleep(0.2)
+        store_args: list[str] = []
+        if args.store == "process":
+            # the classic master install: etcd (here `kcore etcd`) in its own process,
+            # the API servers its clients (watches over gRPC, reads and writes over
+            # kcore's pipelined protocol)
+            cport, pport, peer = free_port(), free_port(), free_port()
+            procs["store"] = Proc("store", [
+                *kcore, "etcd", "--name=store", f"--data-dir={os.path.join(root, 'store')}",
+                f"--listen-client-urls=http://127.0.0.1:{cport}",
+                f"--advertise-client-urls=http://127.0.0.1:{cport}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=store=http://127.0.0.1:{peer}",
+                f"--listen-pipeline-urls=tcp://127.0.0.1:{pport}"],
+                os.path.join(root, "store.log"))
+            store_args = [f"--etcd-servers=http://127.0.0.1:{cport}",
+                          f"--etcd-pipeline-servers=tcp://127.0.0.1:{pport}"]
+        ports = [port] + [free_port() for _ in range(args.apiservers - 1)]
+        for i, ap_port in enumerate(ports):
+            name = "apiserver" if i == 0 else f"apiserver{i + 1}"
+            procs[name] = Proc(name, [
+                *kcore, "apiserver", f"--insecure-port={ap_port}", "--secure-port=-1",
+                f"--data-dir={os.path.join(root, name)}", *store_args, *args.apiserver_arg],
+                os.path.join(root, f"{name}.log"))
+            deadline = time.monotonic() + 60
+            while (await http_get(f"http://127.0.0.1:{ap_port}/readyz"))[0] != 200:
+                for p in procs.values():
+                    p.check()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} not ready")
+                await asyncio.sleep(0.2)
+        # with several API servers the scheduler talks to the last one, this
+        # benchmark (node registration, creates, the watch) to the first
+        sched_master = f"http://127.0.0.1:{ports[-1]}"
         host, p = "127.0.0.1", port
         c = Conn(host, p)
         await c.request("POST", "/api/v1/namespaces", orjson.dumps(
@@ -342,7 +366,7 @@ async def bench(args, root: str) -> dict:
 
             def start_scheduler():
                 procs["scheduler"] = Proc("scheduler", [
-                    *kcore, "scheduler", f"--master={base}", "--leader-elect=true",
+                    *kcore, "scheduler", f"--master={sched_master}", "--leader-elect=true",
                     f"--port={sport}", *args.scheduler_arg],
                     os.path.join(root, "scheduler.log"))
             t0 = time.perf_counter()
@@ -398,7 +422,9 @@ async def bench(args, root: str) -> dict:
             # pods ------------------------------------------------------------------------
             res.update(await run_pods(args, base, procs, progress, surl, root))
     finally:
-        for name in ("kubelet", "scheduler", "apiserver"):
+        for name in ("kubelet", "scheduler", *sorted((n for n in procs
+                                                      if n.startswith("apiserver")),
+                                                     reverse=True), "store"):
             if name in procs:
                 procs[name].stop()
         res["logs_tail"] = {n: tail(p.log, 1500) for n, p in procs.items()}
@@ -771,7 +797,8 @@ def report(res: dict) -> None:
     for k, v in rows:
         t.add_row(k, v)
     cpu = res["cpu_seconds"]
-    names = [k for k in ("apiserver", "scheduler", "kubelet") if k in cpu] + ["bench", "other"]
+    names = ([k for k in cpu if k.startswith("apiserver")]
+             + [k for k in ("store", "scheduler", "kubelet") if k in cpu] + ["bench", "other"])
     t.add_row(f"CPU s ({' / '.join(names)})", " / ".join(str(cpu[k]) for k in names))
     per = res["cpu_per_pod_ms"]
     t.add_row("CPU ms per pod (apiserver / scheduler)",
@@ -850,6 +877,12 @@ def main() -> int:
     ap.add_argument("--scheduler-arg", action="append", default=[],
                     help="extra flag for kcore scheduler (repeatable, use --scheduler-arg=--x=y)")
     ap.add_argument("--apiserver-arg", action="append", default=[])
+    ap.add_argument("--store", choices=["embedded", "process"], default="embedded",
+                    help="the API server's embedded store, or `kcore etcd` in its own "
+                    "process (fsync on either way)")
+    ap.add_argument("--apiservers", type=int, default=1,
+                    help="API server processes (more than 1 needs --store process): the "
+                    "scheduler uses the last, this benchmark the first")
     ap.add_argument("--kubelet-arg", action="append", default=[])
     ap.add_argument("--profile", action="store_true", help="py-spy both servers during "
                     "the pods phase; top functions go to the JSON")
@@ -865,6 +898,9 @@ def main() -> int:
             return 2
     if args.hollow and args.precreate:
         console.print("[red]--precreate registers nodes through the API: not with --hollow")
+        return 2
+    if args.apiservers > 1 and args.store != "process":
+        console.print("[red]--apiservers > 1 needs --store process (one store for all)")
         return 2
     if args.profile_dir:
         os.makedirs(args.profile_dir, exist_ok=True)
