@@ -245,9 +245,22 @@ def run_status(argv: list[str]) -> int:
     return 0 if all(r[3] == "yes" for r in rows) else 1
 
 
+def proxy_cleanup_argv(c: Component) -> list[str] | None:
+    """`kcore proxy --cleanup` for the mode a proxy component ran in (None: nothing)."""
+    if "proxy" not in c.argv:
+        return None
+    mode = next((a.split("=", 1)[1] for a in c.argv if a.startswith("--proxy-mode=")), "")
+    if mode in ("", "none"):
+        return None
+    return c.argv[:c.argv.index("proxy") + 1] + ["--cleanup", f"--proxy-mode={mode}"]
+
+
 def run_down(argv: list[str]) -> int:
+    import subprocess
     fs = _flags("kcore down")
     fs.add("timeout", "duration", 30.0, "SIGKILL components still running after this")
+    fs.add("cleanup-proxy", "bool", True, "remove the Service rules the proxy programmed "
+           "(kube-proxy --cleanup); =false keeps them")
     o, _ = run_flags(fs, argv)
     sup = Supervisor(o.data_dir)
     if not sup.components:
@@ -257,4 +270,15 @@ def run_down(argv: list[str]) -> int:
     for n in killed:
         print(f"{n} did not stop within {o.timeout:g}s and was killed")
     print_table(sup.rows())
+    proxy = sup.components.get("proxy")
+    cmd = proxy_cleanup_argv(proxy) if proxy is not None and o.cleanup_proxy else None
+    if cmd is not None:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                           env={**os.environ, **proxy.env})
+        if r.returncode == 0:
+            print("proxy rules removed")
+        else:
+            print(f"proxy rules not removed: {(r.stderr or r.stdout).strip()[-300:]}",
+                  file=sys.stderr)
+            return 1
     return 0

@@ -88,3 +88,14 @@ def test_certs_chain_with_names_and_usages(tmp_path):
     before = (d / "ca.crt").read_bytes()
     assert kcore("certs", f"--dir={d}").returncode == 0
     assert (d / "ca.crt").read_bytes() == before, "a second run keeps the CA"
+
+
+def test_down_cleans_up_the_proxy_mode_up_started():
+    from kcore.cli.supervise import Component
+    from kcore.cli.up import proxy_cleanup_argv
+    k = [sys.executable, "-m", "kcore.cli.main"]
+    c = Component("proxy", k + ["proxy", "--master=http://127.0.0.1:8080",
+                                "--proxy-mode=iptables", "--healthz-port=10256"])
+    assert proxy_cleanup_argv(c) == k + ["proxy", "--cleanup", "--proxy-mode=iptables"]
+    assert proxy_cleanup_argv(Component("proxy", k + ["proxy", "--proxy-mode=none"])) is None
+    assert proxy_cleanup_argv(Component("kubelet", k + ["kubelet", "--port=0"])) is None
