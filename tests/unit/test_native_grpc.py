@@ -94,6 +94,28 @@ class Toy:
                else self.kv[k] for k in keys]
         return pb.RangeResponse(header=self.header(), kvs=kvs, count=len(keys))
 
+    def txn_submit(self, req: pb.TxnRequest) -> asyncio.Future:
+        """What the store's writes are: a future answered when applied, no coroutine."""
+        key = req.success[0].request_put.key if req.success else b""
+        if not key:
+            raise errors.EmptyKey()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        if key == b"now":
+            fut.set_result(pb.TxnResponse(header=self.header(), succeeded=True))
+        elif key.startswith(b"slow"):
+            fut.add_done_callback(lambda f: f.cancelled() and self.cancelled.append("txn"))
+        else:
+            def apply() -> None:
+                self.rev += 1
+                if not fut.done():
+                    fut.set_result(pb.TxnResponse(header=self.header(), succeeded=True))
+            loop.call_soon(apply)
+        return fut
+
+    async def txn(self, req: pb.TxnRequest) -> pb.TxnResponse:
+        return await self.txn_submit(req)
+
     async def delete_range(self, req: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
         keys = self._keys(req.key, req.range_end)
         for k in keys:
@@ -164,6 +186,7 @@ def toy_registry(toy: Toy) -> Registry:
     reg.add(kv, "Range", UNARY, pb.RangeRequest, pb.RangeResponse, toy.range)
     reg.add(kv, "DeleteRange", UNARY, pb.DeleteRangeRequest, pb.DeleteRangeResponse,
             toy.delete_range)
+    reg.add(kv, "Txn", UNARY, pb.TxnRequest, pb.TxnResponse, toy.txn, toy.txn_submit)
     reg.add("etcdserverpb.Watch", "Watch", BIDI_STREAM, pb.WatchRequest, pb.WatchResponse,
             toy.watch)
     reg.add("etcdserverpb.Lease", "LeaseKeepAlive", BIDI_STREAM, pb.LeaseKeepAliveRequest,
@@ -353,9 +376,9 @@ def test_other_exception_is_unknown(channel, caplog):
 
 def test_unknown_method_and_service(channel):
     with pytest.raises(grpc.RpcError) as err:
-        stubs.KVStub(channel).Txn(pb.TxnRequest())
+        stubs.KVStub(channel).Compact(pb.CompactionRequest())
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert err.value.details() == "unknown method Txn for service etcdserverpb.KV"
+    assert err.value.details() == "unknown method Compact for service etcdserverpb.KV"
     with pytest.raises(grpc.RpcError) as err:
         stubs.ClusterStub(channel).MemberList(pb.MemberListRequest())
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -394,6 +417,34 @@ def test_deadline_cancels_the_handler(channel, served):
         kv.Put(pb.PutRequest(key=b"slow"), timeout=0.3)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert wait_for(lambda: served.toy.cancelled == ["put"])
+
+
+def _txn_put(key: bytes) -> pb.TxnRequest:
+    return pb.TxnRequest(success=[pb.RequestOp(request_put=pb.PutRequest(key=key))])
+
+
+def test_submitted_calls_are_answered_from_their_futures(channel):
+    kv = stubs.KVStub(channel)
+    assert kv.Txn(_txn_put(b"a")).header.revision == 2
+    assert kv.Txn(_txn_put(b"now")).succeeded            # a future done at once
+    futures = [kv.Txn.future(_txn_put(b"k%d" % i)) for i in range(100)]
+    assert sorted(f.result(timeout=30).header.revision for f in futures) == \
+        list(range(3, 103))
+    with pytest.raises(grpc.RpcError) as err:              # refused before submitting
+        kv.Txn(pb.TxnRequest())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_deadline_or_cancel_of_a_submitted_call_cancels_its_future(channel, served):
+    kv = stubs.KVStub(channel)
+    with pytest.raises(grpc.RpcError) as err:
+        kv.Txn(_txn_put(b"slow"), timeout=0.3)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert wait_for(lambda: served.toy.cancelled == ["txn"])
+    fut = kv.Txn.future(_txn_put(b"slow2"))
+    time.sleep(0.2)
+    fut.cancel()
+    assert wait_for(lambda: served.toy.cancelled == ["txn", "txn"])
 
 
 def test_client_cancel_of_a_unary_call(channel, served):

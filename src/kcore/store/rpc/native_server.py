@@ -93,6 +93,38 @@ class _Requests:
         return self._parse(raw)
 
 
+class _Submitted:
+    """Stands in for a unary handler's coroutine when the method has a `submit`
+    (request → Future, e.g. a put proposed to raft): the compiled core's first step
+    submits, gets the future "yielded" and hands it to `spawn_unary`."""
+
+    __slots__ = ("submit", "request")
+
+    def __init__(self, submit, request) -> None:
+        self.submit, self.request = submit, request
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        fut = self.submit(self.request)
+        if fut.done():                      # answered at once: return it (StopIteration)
+            raise StopIteration(fut.result())
+        return fut
+
+    def close(self) -> None:
+        pass
+
+    def __await__(self):                    # the eager-Task path (Python 3.12+)
+        return (yield from self.submit(self.request))
+
+
+def _submitter(submit):
+    def start(request) -> _Submitted:
+        return _Submitted(submit, request)
+    return start
+
+
 def _sender(stream):
     async def send(response) -> None:
         if stream.closed:
@@ -111,7 +143,8 @@ class NativeGrpcServer:
         self._max_recv = max_recv_bytes
         self._ssl = ssl_context
         self._table = {
-            m.path.encode(): (_KIND[m.kind], m.request_type.FromString, m.handler, m)
+            m.path.encode(): (_KIND[m.kind], m.request_type.FromString,
+                              _submitter(m.submit) if m.submit is not None else m.handler, m)
             for m in registry.methods.values()
         }
         self._services = {m.service for m in registry.methods.values()}
@@ -180,7 +213,29 @@ class NativeGrpcServer:
                   exc_info=exc)
 
     def spawn_unary(self, stream, coro, pending) -> None:
+        if type(coro) is _Submitted:
+            # the request is in the store's hands: answer from the future's callback,
+            # without a Task (cancelling the call cancels the future)
+            self._track(stream, pending)
+            pending.add_done_callback(lambda fut: self._answer(stream, fut))
+            return
         self._spawn(stream, self._unary_task(stream, _resume(coro, pending)))
+
+    def _answer(self, stream, fut: asyncio.Future) -> None:
+        if fut.cancelled():
+            self._ended(stream, asyncio.CancelledError())
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self._ended(stream, exc)
+            return
+        try:
+            payload = fut.result().SerializeToString()
+        except Exception as e:  # noqa: BLE001 - reported to the client as INTERNAL
+            self.handler_error(stream, e)
+            stream.finish(INTERNAL, f"grpc: error while marshaling: {e}")
+            return
+        stream.reply(payload)
 
     def run_unary_eager(self, stream, coro) -> None:
         task = asyncio.Task(self._unary_task(stream, coro), loop=self.loop, eager_start=True)
