@@ -38,9 +38,10 @@ def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 
     raise TimeoutError(f"port {port} not listening after {timeout}s")
 
 
-def wait_until(fn, timeout: float, what: str, interval: float = 0.5):
+def wait_until(fn, timeout: float, what: str, interval: float = 0.5,
+               error: type[Exception] = AssertionError):
     """Poll fn until it returns something true (returned); exceptions count as not yet.
-    AssertionError naming `what` and the last result at the deadline."""
+    `error` (AssertionError) naming `what` and the last result at the deadline."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -51,7 +52,7 @@ def wait_until(fn, timeout: float, what: str, interval: float = 0.5):
         except Exception as e:  # noqa: BLE001 - keep polling
             last = e
         time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+    raise error(f"timed out waiting for {what}: {last!r}")
 
 
 class Member:

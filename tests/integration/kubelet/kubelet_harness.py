@@ -13,9 +13,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
+
+from store_harness import wait_until  # tests/integration (its conftest imports it too)
 
 KUBECTL = shutil.which("kubectl")
 # the mount point kubelets create on the host for pods' service-account volumes
@@ -64,17 +65,8 @@ def _stop(proc: subprocess.Popen | None, sig=signal.SIGTERM, timeout: float = 15
 
 
 def wait_for(fn, timeout: float = 30, interval: float = 0.2, what: str = ""):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        time.sleep(interval)
-    raise TimeoutError(f"timed out waiting for {what or fn}: last={last!r}")
+    """store_harness.wait_until with this harness's defaults; TimeoutError at the end."""
+    return wait_until(fn, timeout, what or repr(fn), interval, error=TimeoutError)
 
 
 class Kubelet:
