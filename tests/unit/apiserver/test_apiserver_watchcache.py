@@ -29,18 +29,16 @@ class FakeStorage:
     def put(self, name: str, labels: dict | None = None):
         self.rev += 1
         key = b"/registry/pods/ns/" + name.encode()
-        prev = self.kvs.get(key)
         val = orjson.dumps({"metadata": {"name": name, "namespace": "ns",
                                          "labels": labels or {}}})
         self.kvs[key] = KV(key, val, self.rev)
-        self.queue.put_nowait([WatchEvent("PUT", key, val, prev.value if prev else None,
-                                          self.rev)])
+        self.queue.put_nowait([WatchEvent("PUT", key, val, self.rev)])
 
     def delete(self, name: str):
         self.rev += 1
         key = b"/registry/pods/ns/" + name.encode()
-        prev = self.kvs.pop(key)
-        self.queue.put_nowait([WatchEvent("DELETE", key, b"", prev.value, self.rev)])
+        self.kvs.pop(key)
+        self.queue.put_nowait([WatchEvent("DELETE", key, b"", self.rev)])
 
 
 def test_cache_list_watch_and_gone():

@@ -53,7 +53,6 @@ class WatchEvent:
     type: str                           # "PUT" | "DELETE"
     key: bytes
     value: bytes                        # b"" for DELETE
-    prev_value: bytes | None
     mod_revision: int                   # revision of this event
 
 

@@ -69,7 +69,9 @@ class StoreStorage:
 
     async def watch(self, prefix: bytes, start_revision: int
                     ) -> AsyncIterator[list[WatchEvent]]:
-        w = self.client.watch_prefix(prefix, start_revision=start_revision, prev_kv=True)
+        # no prev_kv: the watch cache holds every object's previous state itself, and
+        # asking for it costs the store a read per event (and doubles a remote stream)
+        w = self.client.watch_prefix(prefix, start_revision=start_revision)
         try:
             async for resp in w:
                 if not resp.events:
@@ -77,11 +79,10 @@ class StoreStorage:
                 out = []
                 for e in resp.events:
                     kv = e.kv
-                    prev = e.prev_kv.value if e.HasField("prev_kv") else None
                     if e.type == 0:
-                        out.append(WatchEvent("PUT", kv.key, kv.value, prev, kv.mod_revision))
+                        out.append(WatchEvent("PUT", kv.key, kv.value, kv.mod_revision))
                     else:
-                        out.append(WatchEvent("DELETE", kv.key, b"", prev, kv.mod_revision))
+                        out.append(WatchEvent("DELETE", kv.key, b"", kv.mod_revision))
                 yield out
         except serr.Compacted as e:
             raise StorageCompacted(getattr(e, "compact_revision", 0)) from None
