@@ -40,6 +40,7 @@ JSON = "application/json"
 SERVER_KEY = web.AppKey("server", object)
 AUTHN_KEY = web.AppKey("authenticator", object)
 AUTHZ_KEY = web.AppKey("authorizer", object)
+HANDLERS_KEY = web.AppKey("handlers", object)
 
 VERSION = {"major": "1", "minor": "32", "emulationMajor": "1", "emulationMinor": "32",
            "minCompatibilityMajor": "1", "minCompatibilityMinor": "31",
@@ -188,8 +189,22 @@ def make_app(server: APIServer, authenticator=None, authorizer=None) -> web.Appl
     app[AUTHN_KEY] = authenticator or InsecureAuthenticator()
     app[AUTHZ_KEY] = authorizer or AlwaysAllow()
     h = Handlers(server)
+    app[HANDLERS_KEY] = h
     app.router.add_route("*", "/{tail:.*}", h.dispatch)
     return app
+
+
+def direct_handler(app: web.Application):
+    """The application's middlewares and catch-all route as one coroutine function
+    of a request (what fastpath.FastFront calls, with the same behaviour)."""
+    dispatch = app[HANDLERS_KEY].dispatch
+
+    async def inner(request):
+        return await auth(request, dispatch)
+
+    async def handle(request):
+        return await observe(request, inner)
+    return handle
 
 
 # ------------------------------------------------------------------------- handlers --
@@ -361,7 +376,8 @@ class Handlers:
                              request.query.get("includeObject", "Metadata"))
             return json_response(t, status, headers)
         if accept.startswith("application/yaml"):
-            return web.Response(body=yaml.safe_dump(obj, sort_keys=False), status=status,
+            return web.Response(body=yaml.safe_dump(obj, sort_keys=False).encode(),
+                                status=status,
                                 content_type="application/yaml", headers=headers)
         return json_response(obj, status, headers)
 
@@ -394,7 +410,8 @@ class Handlers:
                          b",".join(e.json() for e in res.entries) if res.entries is not None
                          else b",".join(_item_json(o) for o in res.items), b"]}"])
         if accept.startswith("application/yaml"):
-            return web.Response(body=yaml.safe_dump(orjson.loads(body), sort_keys=False),
+            return web.Response(body=yaml.safe_dump(orjson.loads(body),
+                                                    sort_keys=False).encode(),
                                 content_type="application/yaml")
         return json_response(body)
 

@@ -28,6 +28,7 @@ class Config:
     min_request_timeout: int = 1800     # watch timeout is random in [this, 2*this)
     bookmark_interval: float = 60.0
     max_body_bytes: int = 3 * 1024 * 1024
+    fast_path: bool = True              # plain calls through fastpath.py (False: all aiohttp)
     gc_finalizers: bool = False         # keep orphan/foregroundDeletion finalizers (needs GC)
     advertise_address: str = "127.0.0.1"
     verbosity: int = 0

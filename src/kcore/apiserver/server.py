@@ -46,6 +46,8 @@ class APIServer:
         self.hooks: dict = {}
         self.admission = Chain(self, config.admission_plugins)
         self.runners: list[web.AppRunner] = []
+        self.servers: list[asyncio.Server] = []     # listening sockets (fast path)
+        self.fronts: list = []                      # their fastpath.FastFront factories
         self.port = 0
         self.secure_port = 0                # the bound HTTPS port (0: not serving)
         from kcore.apiserver.auth import AlwaysAllow
@@ -142,11 +144,19 @@ class APIServer:
             app = make_app(self)
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
-            site = web.TCPSite(runner, self.config.insecure_bind_address,
-                               self.config.insecure_port, backlog=1024, reuse_address=True)
-            await site.start()
             self.runners.append(runner)
-            self.port = runner.addresses[0][1]
+            if self.config.fast_path:
+                srv = await asyncio.get_running_loop().create_server(
+                    self._front(app, runner), self.config.insecure_bind_address,
+                    self.config.insecure_port, backlog=1024, reuse_address=True)
+                self.servers.append(srv)
+                self.port = srv.sockets[0].getsockname()[1]
+            else:
+                site = web.TCPSite(runner, self.config.insecure_bind_address,
+                                   self.config.insecure_port, backlog=1024,
+                                   reuse_address=True)
+                await site.start()
+                self.port = runner.addresses[0][1]
             log.info("serving insecurely on http://%s:%d", self.config.insecure_bind_address,
                      self.port)
         if secure_sock is not None:
@@ -165,12 +175,31 @@ class APIServer:
         app = make_app(self, self.token_authenticator, self.authorizer)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        await web.SockSite(runner, sock, ssl_context=ctx, backlog=1024).start()
         self.runners.append(runner)
+        if c.fast_path:
+            self.servers.append(await asyncio.get_running_loop().create_server(
+                self._front(app, runner), sock=sock, ssl=ctx, backlog=1024))
+        else:
+            await web.SockSite(runner, sock, ssl_context=ctx, backlog=1024).start()
         log.info("serving securely on https://%s:%d (authorization: %s)", c.bind_address,
                  self.secure_port, ",".join(c.authorization_mode))
 
+    def _front(self, app: web.Application, runner: web.AppRunner):
+        """The listening socket's protocol factory: fastpath.FastFront, which hands
+        what it does not serve itself to the runner's aiohttp server."""
+        from kcore.apiserver.app import direct_handler
+        from kcore.apiserver.fastpath import FastFront
+        front = FastFront(app, direct_handler(app), runner.server, self.config.max_body_bytes)
+        self.fronts.append(front)
+        return front
+
     async def stop(self) -> None:
+        for srv in self.servers:
+            srv.close()
+        for front in self.fronts:
+            front.close()
+        self.servers.clear()
+        self.fronts.clear()
         for r in self.runners:
             await r.cleanup()
         self.runners.clear()
