@@ -192,3 +192,49 @@ def test_mvcc_matches_model(actions):
     finally:
         store.close()
         shutil.rmtree(d, ignore_errors=True)
+
+
+TARGETS = [pb.Compare.VERSION, pb.Compare.CREATE, pb.Compare.MOD, pb.Compare.LEASE]
+RESULTS = [pb.Compare.EQUAL, pb.Compare.NOT_EQUAL, pb.Compare.GREATER, pb.Compare.LESS]
+
+
+def _compare(key: bytes, target, result, n: int) -> pb.Compare:
+    field = {pb.Compare.VERSION: "version", pb.Compare.CREATE: "create_revision",
+             pb.Compare.MOD: "mod_revision", pb.Compare.LEASE: "lease"}[target]
+    return pb.Compare(key=key, target=target, result=result, **{field: n})
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(put_op, put_op, put_op, del_op,   # mostly puts: keys with history
+                          st.integers(1, 30).map(lambda r: ("compact", r))),
+                min_size=1, max_size=25))
+def test_compare_from_the_key_index_agrees_with_reading_the_value(writes):
+    """A single-key compare on a revision, version or lease is answered from the key
+    index; it must agree with evaluating the stored KeyValue (the reference) for every
+    key, target, result and operand up to past the head revision, also after a restart
+    rebuilt the index."""
+    d = tempfile.mkdtemp()
+    store = Store(d)
+    try:
+        for w in writes:
+            if w[0] == "compact":
+                store.apply(InternalRequest(compaction=pb.CompactionRequest(revision=w[1])))
+            elif w[0] == "put":
+                store.apply(InternalRequest(put=to_request(w).request_put))
+            else:
+                store.apply(InternalRequest(delete_range=to_request(w).request_delete_range))
+        for _ in range(2):
+            with store.backend.begin_write() as txn:
+                wt = store.mvcc.begin(txn)
+                for key in KEYS:
+                    for target in TARGETS:
+                        for result in RESULTS:
+                            for n in range(store.mvcc.rev + 2):
+                                c = _compare(key, target, result, n)
+                                assert store.applier._compare(wt, c) == \
+                                    store.applier._compare_read(wt, c), (key, target, result, n)
+                txn.abort()
+            store.reopen()
+    finally:
+        store.close()
+        shutil.rmtree(d, ignore_errors=True)

@@ -9,10 +9,19 @@ import uuid
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
+_last_second: tuple[int, str] = (-1 << 62, "")   # the last whole second formatted
+
+
 def rfc3339(ts: float | None = None) -> str:
     """Seconds-precision UTC time as Kubernetes writes metav1.Time."""
-    t = time.time() if ts is None else ts
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    global _last_second
+    sec = int(time.time()) if ts is None else int(ts // 1)
+    cached = _last_second
+    if cached[0] == sec:
+        return cached[1]
+    text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sec))
+    _last_second = (sec, text)
+    return text
 
 
 def rfc3339_micro(ts: float | None = None) -> str:

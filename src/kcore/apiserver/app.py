@@ -133,8 +133,9 @@ def request_info(request: web.Request) -> RequestInfo:
 @web.middleware
 async def observe(request: web.Request, handler):
     t0 = time.perf_counter()
-    info = request_info(request)
-    request["info"] = info
+    info = request.get("info")          # the fast path resolved it choosing the route
+    if info is None:
+        info = request["info"] = request_info(request)
     try:
         resp = await handler(request)
     except E.ApiError as e:
@@ -774,7 +775,8 @@ class Handlers:
             st["conditions"] = conds
             return pod
         await reg.update(info.namespace, info.name, bind, subresource="binding",
-                         user=request.get("user"), dry_run=dry, validate=False)
+                         user=request.get("user"), dry_run=dry, validate=False,
+                         copy=_bind_copy)
         return json_response(E.success_status(code=201), 201)
 
     def _to_scale(self, reg: Registry, obj: dict) -> dict:
@@ -864,6 +866,20 @@ _YAML_LOADER = _Loader
 
 def _dc(obj):
     return orjson.loads(orjson.dumps(obj))
+
+
+def _bind_copy(pod: dict) -> dict:
+    """The working copy of a pod for a binding: what bind() changes is copied
+    (metadata and its annotations, spec, status); containers, volumes and the rest
+    stay shared with the cached object, which nothing mutates."""
+    out = dict(pod)
+    md = out["metadata"] = dict(pod.get("metadata") or {})
+    if isinstance(md.get("annotations"), dict):
+        md["annotations"] = dict(md["annotations"])
+    out["spec"] = dict(pod.get("spec") or {})
+    if "status" in pod:
+        out["status"] = dict(pod["status"] or {})
+    return out
 
 
 def _item_json(o) -> bytes:

@@ -92,16 +92,17 @@ def parse_head(head: bytes) -> Head | None:
     return Head(method, target, headers, max(length, 0), keep_alive)
 
 
-def fast_route(method: str, path: str, query: MultiDictProxy) -> bool:
-    """Whether the handlers answer this with a plain web.Response (no stream)."""
+def fast_route(method: str, path: str, query: MultiDictProxy):
+    """The RequestInfo of a call the handlers answer with a plain web.Response (no
+    stream), else None."""
     from kcore.apiserver.app import request_info
     parts = [p for p in path.split("/") if p]
     if not parts or parts[0] not in FAST_NONRESOURCE:
-        return False
+        return None
     info = request_info(_RouteProbe(method, path, query))
-    if info.verb == "watch":
-        return False
-    return info.subresource.split("/", 1)[0] not in STREAMING
+    if info.verb == "watch" or info.subresource.split("/", 1)[0] in STREAMING:
+        return None
+    return info
 
 
 class _RouteProbe:
@@ -277,7 +278,8 @@ class FastProtocol(asyncio.Protocol):
         path = unquote(raw_path) if "%" in raw_path else raw_path
         query = MultiDictProxy(MultiDict(parse_qsl(qs, keep_blank_values=True))
                                if qs else MultiDict())
-        if not fast_route(head.method, path, query):
+        info = fast_route(head.method, path, query)
+        if info is None:
             self._handover()
             return
         if head.length > self.front.max_body:
@@ -290,6 +292,7 @@ class FastProtocol(asyncio.Protocol):
         del self.buf[:start + head.length]
         req = FastRequest(self.front.app, t, head.method, path, path_qs, query,
                           CIMultiDictProxy(CIMultiDict(head.headers)), body)
+        req["info"] = info
         self.busy = True
         asyncio.get_running_loop().create_task(self._serve(req, head.keep_alive))
 

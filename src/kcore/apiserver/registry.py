@@ -426,8 +426,11 @@ class Registry:
     async def update(self, ns: str, name: str, fn: Callable[[dict], dict | Awaitable[dict]],
                      *, subresource: str = "", user=None, dry_run: bool = False,
                      precondition_rv: str | None = None, create: Callable | None = None,
-                     validate: bool = True) -> tuple[dict, bool]:
+                     validate: bool = True, copy: Callable[[dict], dict] | None = None
+                     ) -> tuple[dict, bool]:
         """Read-modify-write with retries on races: fn(copy of current) → desired object.
+        `copy` makes that copy (default: a deep one); a caller whose fn changes only a
+        few members may copy just those, the rest staying shared with the cache.
         precondition_rv (from the client's body) turns a race into 409 Conflict.
         With `create`, a missing object is created by create() (PUT/apply semantics).
         Returns (object, created)."""
@@ -442,7 +445,7 @@ class Registry:
             old = ent.obj
             if precondition_rv and precondition_rv != str(ent.rev):
                 raise E.conflict(k.plural, name, E.MODIFIED, k.group)
-            desired = fn(_dc(old))
+            desired = fn(_dc(old) if copy is None else copy(old))
             if hasattr(desired, "__await__"):
                 desired = await desired
             new = self._prepare_update(desired, old, subresource)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import lmdb
 
 from kcore.store import errors
-from kcore.store.keyindex import KeyRecord
+from kcore.store.keyindex import MAIN_SHIFT, KeyRecord
 from kcore.store.lease import Lessor
 from kcore.store.mvcc import MVCC, Change, WriteTxn, key_range
 from kcore.store.rpc.pb import rpc_pb2 as pb
@@ -229,6 +229,26 @@ class Applier:
         return all(self._compare(wt, c) for c in compares)
 
     def _compare(self, wt: WriteTxn, c: pb.Compare) -> bool:
+        t = c.target
+        if t != _T_VALUE and not c.range_end:
+            # one key's revisions, version or lease: the key index has them (the value
+            # need not be read and decoded; a kube write compares mod_revision)
+            rec = self.mvcc.current(c.key)
+            if rec is None:
+                a = 0
+            elif t == _T_MOD:
+                a = rec.revs[-1] >> MAIN_SHIFT
+            elif t == _T_CREATE:
+                a = rec.create
+            elif t == _T_VERSION:
+                a = rec.version
+            else:
+                a = rec.lease
+            return _holds(c, a, _target_of(c, t))
+        return self._compare_read(wt, c)
+
+    def _compare_read(self, wt: WriteTxn, c: pb.Compare) -> bool:
+        """A compare evaluated on the stored KeyValues (a value target, a range)."""
         if c.range_end:
             kvs = wt.range(key=c.key, range_end=c.range_end).kvs
         else:
@@ -251,18 +271,34 @@ class Applier:
         return pb.LeaseRevokeResponse()
 
 
+def _target_of(c: pb.Compare, t: int):
+    if t == _T_MOD:
+        return c.mod_revision
+    if t == _T_CREATE:
+        return c.create_revision
+    if t == _T_VERSION:
+        return c.version
+    if t == _T_VALUE:
+        return c.value
+    return c.lease
+
+
 def _compare_kv(c: pb.Compare, kv: KeyValue) -> bool:
     t = c.target
     if t == _T_VALUE:
-        a, b = kv.value, c.value
+        a = kv.value
     elif t == _T_VERSION:
-        a, b = kv.version, c.version
+        a = kv.version
     elif t == _T_CREATE:
-        a, b = kv.create_revision, c.create_revision
+        a = kv.create_revision
     elif t == _T_MOD:
-        a, b = kv.mod_revision, c.mod_revision
+        a = kv.mod_revision
     else:
-        a, b = kv.lease, c.lease
+        a = kv.lease
+    return _holds(c, a, _target_of(c, t))
+
+
+def _holds(c: pb.Compare, a, b) -> bool:
     r = c.result
     if r == _EQ:
         return a == b
@@ -327,14 +363,18 @@ def check_txn_request(r: pb.TxnRequest, max_ops: int) -> None:
         if not c.key:
             raise errors.EmptyKey()
     for branch in (r.success, r.failure):
-        for op in branch:
-            _check_request_op(op, max_ops)
-    _check_intervals(r.success)
-    _check_intervals(r.failure)
+        if not branch:
+            continue
+        kinds = [op.WhichOneof("request") for op in branch]
+        for op, kind in zip(branch, kinds):
+            _check_request_op(op, max_ops, kind)
+        if len(kinds) > 1 or kinds[0] == "request_txn":   # one plain op: no overlap
+            _check_intervals(branch)
 
 
-def _check_request_op(op: pb.RequestOp, max_ops: int) -> None:
-    kind = op.WhichOneof("request")
+def _check_request_op(op: pb.RequestOp, max_ops: int, kind: str | None = None) -> None:
+    if kind is None:
+        kind = op.WhichOneof("request")
     if kind == "request_range":
         if not op.request_range.key:
             raise errors.EmptyKey()

@@ -53,8 +53,10 @@ def test_fast_route():
 
     def q(**kw):
         return MultiDictProxy(MultiDict(kw))
-    assert fast_route("POST", "/api/v1/namespaces/a/pods", q())
-    assert fast_route("POST", "/api/v1/namespaces/a/pods/p/binding", q())
+    info = fast_route("POST", "/api/v1/namespaces/a/pods", q())
+    assert (info.verb, info.namespace, info.resource) == ("create", "a", "pods")
+    info = fast_route("POST", "/api/v1/namespaces/a/pods/p/binding", q())
+    assert (info.name, info.subresource) == ("p", "binding")
     assert fast_route("GET", "/apis/apps/v1", q())
     assert fast_route("GET", "/healthz/etcd", q())
     assert not fast_route("GET", "/api/v1/pods", q(watch="true"))
