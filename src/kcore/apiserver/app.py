@@ -569,7 +569,7 @@ class Handlers:
         if reg.kind.namespaced and not info.namespace:
             raise E.method_not_allowed()
         out = await reg.create(obj, info.namespace, request.get("user"),
-                               self._dry_run(request))
+                               self._dry_run(request), share=True)
         return self.respond(request, reg, out, 201, warnings)
 
     async def update(self, request, reg: Registry, info: RequestInfo,
@@ -599,10 +599,10 @@ class Handlers:
             def create():
                 o = dict(obj)
                 o.setdefault("metadata", {})["name"] = info.name
-                return reg.create(o, ns, user, dry)
+                return reg.create(o, ns, user, dry, share=True)
         out, created = await reg.update(ns, info.name, lambda cur: obj, subresource=subresource,
                                         user=user, dry_run=dry, precondition_rv=rv,
-                                        create=create)
+                                        create=create, share=True)
         return self.respond(request, reg, out, 201 if created else 200, warnings)
 
     async def patch(self, request, reg: Registry, info: RequestInfo,
@@ -638,10 +638,11 @@ class Handlers:
             async def create():
                 o = _dc(applied)
                 o.setdefault("metadata", {})["name"] = info.name
-                return await reg.create(o, ns, user, dry)
+                return await reg.create(o, ns, user, dry, share=True)
             out, created = await reg.update(ns, info.name, fn, subresource=subresource,
                                             user=user, dry_run=dry,
-                                            create=None if subresource else create)
+                                            create=None if subresource else create,
+                                            share=True)
             return self.respond(request, reg, out, 201 if created else 200, warnings)
 
         def fn(cur):
@@ -653,7 +654,7 @@ class Handlers:
             warnings[:] = w
             return obj
         out, _ = await reg.update(ns, info.name, fn, subresource=subresource, user=user,
-                                  dry_run=dry, precondition_rv=precondition)
+                                  dry_run=dry, precondition_rv=precondition, share=True)
         return self.respond(request, reg, out, 200, warnings)
 
     async def _delete_options(self, request) -> dict:
@@ -776,7 +777,7 @@ class Handlers:
             return pod
         await reg.update(info.namespace, info.name, bind, subresource="binding",
                          user=request.get("user"), dry_run=dry, validate=False,
-                         copy=_bind_copy)
+                         copy=_bind_copy, share=True)
         return json_response(E.success_status(code=201), 201)
 
     def _to_scale(self, reg: Registry, obj: dict) -> dict:

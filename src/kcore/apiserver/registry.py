@@ -319,7 +319,10 @@ class Registry:
         canonical_order(obj)
         return md
 
-    async def create(self, obj: dict, ns: str, user=None, dry_run: bool = False) -> dict:
+    async def create(self, obj: dict, ns: str, user=None, dry_run: bool = False,
+                     share: bool = False) -> dict:
+        """Create obj. `share`: the caller only reads the returned object (it becomes
+        the cache's entry, see WatchCache.adopt)."""
         k = self.kind
         md = self._reset_meta_for_create(obj, ns)
         if k.has_status and k.kind not in ("Node", "ResourceQuota"):
@@ -347,13 +350,19 @@ class Registry:
                 extras.rollback()
                 return obj
             lease = await self.server.lease_for(k)
+            value = encode_value(obj)
+            if share:
+                self.cache.adopt(key, value, obj)
             try:
                 res = await self.storage.txn(
                     [Cond(key, 0), *extras.conds],
-                    [Put(key, encode_value(obj), lease), *extras.ops])
+                    [Put(key, value, lease), *extras.ops])
             except BaseException:
+                self.cache.withdraw(key, value)
                 extras.rollback()
                 raise
+            if not res.succeeded:
+                self.cache.withdraw(key, value)
             if res.succeeded:
                 self.note_write(res.revision)
                 extras.note(res, True)
@@ -426,11 +435,12 @@ class Registry:
     async def update(self, ns: str, name: str, fn: Callable[[dict], dict | Awaitable[dict]],
                      *, subresource: str = "", user=None, dry_run: bool = False,
                      precondition_rv: str | None = None, create: Callable | None = None,
-                     validate: bool = True, copy: Callable[[dict], dict] | None = None
-                     ) -> tuple[dict, bool]:
+                     validate: bool = True, copy: Callable[[dict], dict] | None = None,
+                     share: bool = False) -> tuple[dict, bool]:
         """Read-modify-write with retries on races: fn(copy of current) → desired object.
         `copy` makes that copy (default: a deep one); a caller whose fn changes only a
         few members may copy just those, the rest staying shared with the cache.
+        `share`: the caller only reads the returned object (see WatchCache.adopt).
         precondition_rv (from the client's body) turns a race into 409 Conflict.
         With `create`, a missing object is created by create() (PUT/apply semantics).
         Returns (object, created)."""
@@ -484,14 +494,21 @@ class Registry:
                 return new, False
             finishing = (md.get("deletionTimestamp") and not md.get("finalizers")
                          and self._finalizers_done(new))
-            op = Delete(key) if finishing else Put(key, encode_value(new),
-                                                   await self.server.lease_for(k))
+            value = None if finishing else encode_value(new)
+            op = Delete(key) if value is None else Put(key, value,
+                                                       await self.server.lease_for(k))
+            if share and value is not None:
+                self.cache.adopt(key, value, new)
             try:
                 res = await self.storage.txn([Cond(key, ent.rev), *extras.conds],
                                              [op, *extras.ops])
             except BaseException:
+                if value is not None:
+                    self.cache.withdraw(key, value)
                 extras.rollback()
                 raise
+            if not res.succeeded and value is not None:
+                self.cache.withdraw(key, value)
             if res.succeeded:
                 self.note_write(res.revision)
                 extras.note(res, True)

@@ -162,6 +162,23 @@ class WatchCache:
         self._sorted: list[bytes] | None = None
         self._task: asyncio.Task | None = None
         self.listeners: list[Callable[[Event], None]] = []
+        # key -> (value, object) a writer in this process put and will not mutate: the
+        # write's event adopts the object instead of decoding the value again
+        self._adopt: dict[bytes, tuple[bytes, dict]] = {}
+
+    # -- objects written here ---------------------------------------------------------
+    def adopt(self, key: bytes, value: bytes, obj: dict) -> None:
+        """`obj` is what the write of `value` to `key` (about to be sent) stores; the
+        caller does not change it afterwards (it is shared from then on, as `Entry.obj`
+        is). When that write's event arrives with exactly these bytes the cache takes
+        `obj`, setting its resourceVersion, instead of decoding the value."""
+        self._adopt[key] = (value, obj)
+
+    def withdraw(self, key: bytes, value: bytes) -> None:
+        """The write of `value` failed or its outcome is unknown: decode it if it comes."""
+        held = self._adopt.get(key)
+        if held is not None and held[0] is value:
+            del self._adopt[key]
 
     # -- feeding ----------------------------------------------------------------------
     def start(self) -> None:
@@ -225,6 +242,7 @@ class WatchCache:
                 break
             start = kvs[-1].key + b"\0"
         had = bool(self.ready.is_set())
+        self._adopt.clear()         # writes before the list are in it, decoded
         self.objects = objects
         self._sorted = None
         self.history.clear()
@@ -240,11 +258,16 @@ class WatchCache:
         for e in events:
             prev = self.objects.get(e.key)
             if e.type == "PUT":
-                try:
-                    obj = self.decode(e.value, e.mod_revision)
-                except Exception as ex:  # noqa: BLE001
-                    log.warning("cache %s: cannot decode %r: %s", self.name, e.key, ex)
-                    continue
+                held = self._adopt.pop(e.key, None) if self._adopt else None
+                if held is not None and held[0] == e.value:
+                    obj = held[1]
+                    obj["metadata"]["resourceVersion"] = str(e.mod_revision)
+                else:
+                    try:
+                        obj = self.decode(e.value, e.mod_revision)
+                    except Exception as ex:  # noqa: BLE001
+                        log.warning("cache %s: cannot decode %r: %s", self.name, e.key, ex)
+                        continue
                 ent = Entry(e.key, obj, e.mod_revision)
                 if prev is None:
                     self._sorted = None

@@ -77,3 +77,39 @@ def test_cache_list_watch_and_gone():
             x.close()
         await c.stop()
     asyncio.run(main())
+
+
+def test_adopted_objects():
+    """A write's own object is taken on its event when the bytes match; a different
+    value, a withdrawn write or a relist decode the stored bytes instead."""
+    async def main():
+        st = FakeStorage()
+        c = WatchCache(st, b"/registry/pods/", decode_value)
+        c.start()
+        await c.ready.wait()
+        key = b"/registry/pods/ns/a"
+        obj = {"metadata": {"name": "a", "namespace": "ns", "labels": {}}}
+        c.adopt(key, orjson.dumps(obj), obj)
+        st.put("a")                                  # the same bytes
+        assert await c.wait_for(1)
+        assert c.get(key).obj is obj and obj["metadata"]["resourceVersion"] == "1"
+        other = {"metadata": {"name": "a", "namespace": "ns", "labels": {"x": "1"}}}
+        c.adopt(key, orjson.dumps({"metadata": {"name": "a"}}), other)
+        st.put("a", {"x": "1"})                      # someone else's bytes won the race
+        assert await c.wait_for(2)
+        got = c.get(key).obj
+        assert got is not other and got["metadata"]["labels"] == {"x": "1"}
+        assert not c._adopt
+        value = orjson.dumps({"metadata": {"name": "a", "namespace": "ns",
+                                           "labels": {"y": "2"}}})
+        mine = orjson.loads(value)
+        c.adopt(key, value, mine)
+        c.withdraw(key, value)                      # failed or unknown: decode if it comes
+        st.put("a", {"y": "2"})
+        assert await c.wait_for(3)
+        assert c.get(key).obj is not mine and c.get(key).obj["metadata"]["resourceVersion"] == "3"
+        c.adopt(key, b"never-written", {})
+        await c._relist()
+        assert not c._adopt
+        await c.stop()
+    asyncio.run(main())
