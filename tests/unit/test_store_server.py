@@ -242,3 +242,55 @@ def test_watch_from_a_future_revision_gets_nothing_older(data_dir):
         finally:
             await srv.stop()
     run(main())
+
+
+class _PlainTransport:
+    """The local transport without its watch_changes: the generic ChangeStream path."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        if name == "watch_changes":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def test_watch_changes_local_and_generic_agree(data_dir):
+    """Client.watch_changes: in process from the hub's change records (no protobuf
+    events), elsewhere converted from WatchResponses; the same batches either way,
+    from history and live, and a compacted start revision raises Compacted."""
+    async def main():
+        srv = EtcdServer(ServerConfig(name="s", data_dir=os.path.join(data_dir, "d")))
+        await srv.start()
+        try:
+            local = sc.local(srv)
+            plain = sc.Client(_PlainTransport(sc.LocalTransport(srv)))
+            await local.put_kv(b"/p/a", b"1")                 # history: rev 1
+            await local.put_kv(b"/q/x", b"other prefix")
+
+            async def take(client, n):
+                got = []
+                stream = client.watch_changes(b"/p/", start_revision=1)
+                async for batch in stream:
+                    got += batch
+                    if len(got) >= n:
+                        break
+                await stream.cancel()
+                return got
+            t_local = asyncio.ensure_future(take(local, 3))
+            t_plain = asyncio.ensure_future(take(plain, 3))
+            await asyncio.sleep(0.1)
+            await local.put_kv(b"/p/b", b"2")                 # live
+            await local.delete_range(pb.DeleteRangeRequest(key=b"/p/a"))
+            a, b = await asyncio.wait_for(asyncio.gather(t_local, t_plain), 5)
+            assert a == b == [("PUT", b"/p/a", b"1", 1), ("PUT", b"/p/b", b"2", 3),
+                              ("DELETE", b"/p/a", b"", 4)]
+            await local.compact(3)
+            for client in (local, plain):
+                with pytest.raises(errors.Compacted):
+                    async for _ in client.watch_changes(b"/p/", start_revision=2):
+                        pass
+        finally:
+            await srv.stop()
+    run(main())

@@ -39,6 +39,26 @@ class WatchStream(Protocol):
     async def cancel(self) -> None: ...
 
 
+class ChangeStream:
+    """A WatchStream's events as (type, key, value, mod_revision) batches."""
+
+    def __init__(self, stream: WatchStream):
+        self.stream = stream
+
+    def __aiter__(self):
+        return self._iter()
+
+    async def _iter(self):
+        async for resp in self.stream:
+            if resp.events:
+                yield [("PUT", e.kv.key, e.kv.value, e.kv.mod_revision) if e.type == 0
+                       else ("DELETE", e.kv.key, b"", e.kv.mod_revision)
+                       for e in resp.events]
+
+    async def cancel(self) -> None:
+        await self.stream.cancel()
+
+
 class Client:
     """etcd's KV, Lease, Watch and Maintenance calls over a transport."""
 
@@ -112,6 +132,16 @@ class Client:
                      progress_notify: bool = False) -> WatchStream:
         return self.watch(prefix, prefix_end(prefix), start_revision, prev_kv, progress_notify)
 
+    def watch_changes(self, prefix: bytes, start_revision: int = 0) -> ChangeStream:
+        """The changes under a prefix as batches of `(type, key, value, mod_revision)`
+        tuples (type "PUT" or "DELETE", value b"" for a delete) — what a cache needs,
+        without WatchResponse messages where the transport can avoid them (in process,
+        the store's own records are read, not copied into protobuf events)."""
+        local = getattr(self.transport, "watch_changes", None)
+        if local is not None:
+            return local(prefix, prefix_end(prefix), start_revision)
+        return ChangeStream(self.watch_prefix(prefix, start_revision))
+
     # -- maintenance -------------------------------------------------------------------
     async def status(self) -> pb.StatusResponse:
         return await self.transport.unary("Status", pb.StatusRequest())
@@ -160,6 +190,11 @@ class LocalTransport:
     def watch(self, create: pb.WatchCreateRequest) -> "LocalWatch":
         return LocalWatch(self.server, create)
 
+    def watch_changes(self, key: bytes, range_end: bytes, start_revision: int
+                      ) -> "LocalWatch":
+        return LocalWatch(self.server, pb.WatchCreateRequest(
+            key=key, range_end=range_end, start_revision=start_revision), changes=True)
+
     def snapshot(self):
         return self.server.snapshot()
 
@@ -172,11 +207,14 @@ class LocalWatch:
 
     _ids = 0
 
-    def __init__(self, server, create: pb.WatchCreateRequest):
+    def __init__(self, server, create: pb.WatchCreateRequest, changes: bool = False):
         from kcore.store.watch import Watcher
 
         LocalWatch._ids += 1
         self.server = server
+        # changes: yield (type, key, value, mod_revision) batches (Client.watch_changes),
+        # fed from the hub's Change records (deliver_changes) without protobuf events
+        self.changes = changes
         self.queue: asyncio.Queue = asyncio.Queue()
         filters = set(create.filters)
         self.watcher = Watcher(
@@ -193,9 +231,26 @@ class LocalWatch:
         return self.queue.qsize() < 4096
 
     def deliver(self, w, events, rev: int) -> None:
+        if self.changes:
+            self.queue.put_nowait([("PUT", e.kv.key, e.kv.value, e.kv.mod_revision)
+                                   if e.type == 0 else ("DELETE", e.kv.key, b"",
+                                                        e.kv.mod_revision)
+                                   for e in events])
+            return
         resp = pb.WatchResponse(header=self.server.header(rev), watch_id=w.id)
         resp.events.extend(events)
         self.queue.put_nowait(resp)
+
+    @property
+    def takes_changes(self) -> bool:
+        """The hub may call deliver_changes (no protobuf events built)."""
+        return self.changes
+
+    def deliver_changes(self, w, chs, rev: int) -> None:
+        self.queue.put_nowait([("PUT", ch.kv.key, ch.kv.value, ch.kv.mod_revision)
+                               if ch.type == 0 else ("DELETE", ch.kv.key, b"",
+                                                     ch.kv.mod_revision)
+                               for ch in chs])
 
     def compacted(self, w, compact_rev: int) -> None:
         self.queue.put_nowait(pb.WatchResponse(
@@ -221,6 +276,15 @@ class LocalWatch:
                 resp = await self.queue.get()
                 if resp is None:
                     return
+                if self.changes:
+                    if isinstance(resp, list):
+                        yield resp
+                        continue
+                    if resp.canceled:
+                        if resp.compact_revision:
+                            raise _compacted(resp.compact_revision)
+                        return
+                    continue                    # a progress notice: no changes
                 if resp.canceled:
                     if resp.compact_revision:
                         raise _compacted(resp.compact_revision)

@@ -135,7 +135,10 @@ class WatchHub:
                     continue
                 if w.prev_kv and txn is None:
                     txn = self.mvcc.backend.begin_read()
-                w.sink.deliver(w, self._events(w, chs, txn), rev)
+                if not w.prev_kv and getattr(w.sink, "takes_changes", False):
+                    w.sink.deliver_changes(w, chs, rev)
+                else:
+                    w.sink.deliver(w, self._events(w, chs, txn), rev)
                 w.next_rev = rev + 1
                 w.idle = False
         finally:

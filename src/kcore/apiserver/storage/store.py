@@ -71,19 +71,10 @@ class StoreStorage:
                     ) -> AsyncIterator[list[WatchEvent]]:
         # no prev_kv: the watch cache holds every object's previous state itself, and
         # asking for it costs the store a read per event (and doubles a remote stream)
-        w = self.client.watch_prefix(prefix, start_revision=start_revision)
+        w = self.client.watch_changes(prefix, start_revision=start_revision)
         try:
-            async for resp in w:
-                if not resp.events:
-                    continue
-                out = []
-                for e in resp.events:
-                    kv = e.kv
-                    if e.type == 0:
-                        out.append(WatchEvent("PUT", kv.key, kv.value, kv.mod_revision))
-                    else:
-                        out.append(WatchEvent("DELETE", kv.key, b"", kv.mod_revision))
-                yield out
+            async for batch in w:
+                yield [WatchEvent(*c) for c in batch]
         except serr.Compacted as e:
             raise StorageCompacted(getattr(e, "compact_revision", 0)) from None
         finally:
