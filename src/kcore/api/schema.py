@@ -12,6 +12,7 @@ A compact spec per field (`"s"` string, `"[Container]@name"` a list merged by
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 PRIMS = {
@@ -42,7 +43,7 @@ class Definition:
     gvk: tuple[str, str, str] | None = None
     required: list[str] = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def short(self) -> str:
         return self.name.rsplit(".", 1)[-1]
 

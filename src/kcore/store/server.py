@@ -621,8 +621,9 @@ class EtcdServer:
 
     def txn_nowait(self, r: pb.TxnRequest) -> asyncio.Future:
         check_txn_request(r, self.cfg.max_txn_ops)
-        if _txn_has_put(r):
-            self._check_space(r.ByteSize())
+        size = _txn_put_bytes(r)
+        if size:
+            self._check_space(size)
         return self.submit("txn", r)
 
     async def put(self, r: pb.PutRequest) -> pb.PutResponse:
@@ -955,13 +956,19 @@ class EtcdServer:
             log.warning("auto-compaction to %d: %s", rev, e.message)
 
 
-def _txn_has_put(r: pb.TxnRequest) -> bool:
+def _txn_put_bytes(r: pb.TxnRequest) -> int:
+    """Key and value bytes the txn's puts (either branch, nested too) would add: what
+    the space quota is checked against (0: the txn writes nothing new)."""
+    n = 0
     for branch in (r.success, r.failure):
         for op in branch:
             kind = op.WhichOneof("request")
-            if kind == "request_put" or (kind == "request_txn" and _txn_has_put(op.request_txn)):
-                return True
-    return False
+            if kind == "request_put":
+                p = op.request_put
+                n += len(p.key) + len(p.value) + 1
+            elif kind == "request_txn":
+                n += _txn_put_bytes(op.request_txn)
+    return n
 
 
 _FIELD_TAG = {f.name: bytes([(f.number << 3) | 2]) if f.number < 16 else
