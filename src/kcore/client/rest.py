@@ -285,12 +285,11 @@ class Client:
                     raise E.error_from_status(resp.status, decoded)
                 buf = b""
                 async for chunk in resp.content.iter_any():
-                    buf += chunk
-                    while True:
-                        nl = buf.find(b"\n")
-                        if nl < 0:
-                            break
-                        line, buf = buf[:nl], buf[nl + 1:]
+                    # whole lines of this read at once (slicing the rest off after each
+                    # line copied the buffer once per event)
+                    lines = (buf + chunk).split(b"\n") if buf else chunk.split(b"\n")
+                    buf = lines.pop()
+                    for line in lines:
                         if not line.strip():
                             continue
                         ev = orjson.loads(line)
