@@ -290,11 +290,15 @@ class FastProtocol(asyncio.Protocol):
             return                                # the body is still coming
         body = bytes(self.buf[start:start + head.length])
         del self.buf[:start + head.length]
-        req = FastRequest(self.front.app, t, head.method, path, path_qs, query,
-                          CIMultiDictProxy(CIMultiDict(head.headers)), body)
+        req = self._request(head, path, path_qs, query, body)
         req["info"] = info
         self.busy = True
         asyncio.get_running_loop().create_task(self._serve(req, head.keep_alive))
+
+    def _request(self, head: Head, path: str, path_qs: str, query, body: bytes
+                 ) -> FastRequest:
+        return FastRequest(self.front.app, self.transport, head.method, path, path_qs, query,
+                           CIMultiDictProxy(CIMultiDict(head.headers)), body)
 
     async def _serve(self, req: FastRequest, keep_alive: bool) -> None:
         try:
@@ -334,8 +338,7 @@ class FastProtocol(asyncio.Protocol):
         """413 as the aiohttp path answers it (a Status body); the body is read and
         dropped, then the connection closed (closing with unread data would reset it
         before the client reads the answer)."""
-        req = FastRequest(self.front.app, self.transport, head.method, path, path_qs, query,
-                          CIMultiDictProxy(CIMultiDict(head.headers)), b"")
+        req = self._request(head, path, path_qs, query, b"")
 
         async def too_large(_request):
             raise web.HTTPRequestEntityTooLarge(max_size=self.front.max_body,

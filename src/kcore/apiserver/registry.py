@@ -361,14 +361,13 @@ class Registry:
                 self.cache.withdraw(key, value)
                 extras.rollback()
                 raise
-            if not res.succeeded:
-                self.cache.withdraw(key, value)
             if res.succeeded:
                 self.note_write(res.revision)
                 extras.note(res, True)
                 extras.commit()
                 md["resourceVersion"] = str(res.revision)
                 return obj
+            self.cache.withdraw(key, value)
             extras.rollback()
             if res.current.get(key) is not None:
                 raise E.already_exists(k.plural, name, k.group)
@@ -503,12 +502,9 @@ class Registry:
                 res = await self.storage.txn([Cond(key, ent.rev), *extras.conds],
                                              [op, *extras.ops])
             except BaseException:
-                if value is not None:
-                    self.cache.withdraw(key, value)
+                self.cache.withdraw(key, value)
                 extras.rollback()
                 raise
-            if not res.succeeded and value is not None:
-                self.cache.withdraw(key, value)
             if res.succeeded:
                 self.note_write(res.revision)
                 extras.note(res, True)
@@ -517,6 +513,7 @@ class Registry:
                     self.hooks.after_delete(self, new)
                 md["resourceVersion"] = str(res.revision)
                 return new, False
+            self.cache.withdraw(key, value)
             extras.rollback()
             extras.note(res, False)
             cur = res.current.get(key)

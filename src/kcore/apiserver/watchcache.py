@@ -174,8 +174,9 @@ class WatchCache:
         `obj`, setting its resourceVersion, instead of decoding the value."""
         self._adopt[key] = (value, obj)
 
-    def withdraw(self, key: bytes, value: bytes) -> None:
-        """The write of `value` failed or its outcome is unknown: decode it if it comes."""
+    def withdraw(self, key: bytes, value: bytes | None) -> None:
+        """The write of `value` failed or its outcome is unknown: decode it if it comes
+        (a no-op for a value never adopted, or None: a delete)."""
         held = self._adopt.get(key)
         if held is not None and held[0] is value:
             del self._adopt[key]

@@ -39,6 +39,13 @@ class WatchStream(Protocol):
     async def cancel(self) -> None: ...
 
 
+def change_tuples(events) -> list[tuple[str, bytes, bytes, int]]:
+    """(type, key, value, mod_revision) of watch events — protobuf Events or the hub's
+    Change records, which have the same `type` (0 PUT) and `kv`."""
+    return [("PUT", e.kv.key, e.kv.value, e.kv.mod_revision) if e.type == 0
+            else ("DELETE", e.kv.key, b"", e.kv.mod_revision) for e in events]
+
+
 class ChangeStream:
     """A WatchStream's events as (type, key, value, mod_revision) batches."""
 
@@ -51,9 +58,7 @@ class ChangeStream:
     async def _iter(self):
         async for resp in self.stream:
             if resp.events:
-                yield [("PUT", e.kv.key, e.kv.value, e.kv.mod_revision) if e.type == 0
-                       else ("DELETE", e.kv.key, b"", e.kv.mod_revision)
-                       for e in resp.events]
+                yield change_tuples(resp.events)
 
     async def cancel(self) -> None:
         await self.stream.cancel()
@@ -212,9 +217,9 @@ class LocalWatch:
 
         LocalWatch._ids += 1
         self.server = server
-        # changes: yield (type, key, value, mod_revision) batches (Client.watch_changes),
-        # fed from the hub's Change records (deliver_changes) without protobuf events
-        self.changes = changes
+        # yield (type, key, value, mod_revision) batches (Client.watch_changes), fed
+        # from the hub's Change records (deliver_changes) without protobuf events
+        self.takes_changes = changes
         self.queue: asyncio.Queue = asyncio.Queue()
         filters = set(create.filters)
         self.watcher = Watcher(
@@ -231,26 +236,16 @@ class LocalWatch:
         return self.queue.qsize() < 4096
 
     def deliver(self, w, events, rev: int) -> None:
-        if self.changes:
-            self.queue.put_nowait([("PUT", e.kv.key, e.kv.value, e.kv.mod_revision)
-                                   if e.type == 0 else ("DELETE", e.kv.key, b"",
-                                                        e.kv.mod_revision)
-                                   for e in events])
+        if self.takes_changes:
+            self.queue.put_nowait(change_tuples(events))
             return
         resp = pb.WatchResponse(header=self.server.header(rev), watch_id=w.id)
         resp.events.extend(events)
         self.queue.put_nowait(resp)
 
-    @property
-    def takes_changes(self) -> bool:
-        """The hub may call deliver_changes (no protobuf events built)."""
-        return self.changes
-
     def deliver_changes(self, w, chs, rev: int) -> None:
-        self.queue.put_nowait([("PUT", ch.kv.key, ch.kv.value, ch.kv.mod_revision)
-                               if ch.type == 0 else ("DELETE", ch.kv.key, b"",
-                                                     ch.kv.mod_revision)
-                               for ch in chs])
+        """What the hub calls instead of deliver() when `takes_changes`."""
+        self.queue.put_nowait(change_tuples(chs))
 
     def compacted(self, w, compact_rev: int) -> None:
         self.queue.put_nowait(pb.WatchResponse(
@@ -276,7 +271,7 @@ class LocalWatch:
                 resp = await self.queue.get()
                 if resp is None:
                     return
-                if self.changes:
+                if self.takes_changes:
                     if isinstance(resp, list):
                         yield resp
                         continue

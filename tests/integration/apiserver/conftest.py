@@ -3,6 +3,7 @@ the embedded store (default) and a real etcd subprocess (--etcd-servers).
 Free 127.0.0.1 ports, temporary dirs removed afterwards, processes stopped by PID."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -138,13 +139,20 @@ def _maybe_json(raw: bytes):
         return raw.decode(errors="replace")
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def cluster(request):
-    root = tempfile.mkdtemp(prefix="kcore-apiserver-")
-    c = Cluster(request.param, root)
+@contextlib.contextmanager
+def running(backend: str, prefix: str = "kcore-apiserver-"):
+    """A started Cluster in a temp dir, stopped and removed afterwards."""
+    root = tempfile.mkdtemp(prefix=prefix)
+    c = Cluster(backend, root)
     try:
         c.start()
         yield c
     finally:
         c.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def cluster(request):
+    with running(request.param) as c:
+        yield c

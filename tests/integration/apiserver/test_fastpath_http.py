@@ -5,27 +5,19 @@ close, and the same answers as the aiohttp path gives."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
-import tempfile
 
 import pytest
 
 from kcore.apiserver.fastpath import fast_route, parse_head
 
-from .conftest import Cluster
+from .conftest import running
 
 
 @pytest.fixture(scope="module")
 def api():
-    root = tempfile.mkdtemp(prefix="kcore-fastpath-")
-    c = Cluster("embedded", root)
-    try:
-        c.start()
+    with running("embedded", "kcore-fastpath-") as c:
         yield c
-    finally:
-        c.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 # -- the head parser and the route filter (pure) -------------------------------------------
