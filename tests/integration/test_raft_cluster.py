@@ -141,6 +141,44 @@ def test_leader_killed_under_load(cluster):
     assert not lost, f"{len(lost)} acknowledged writes lost"
 
 
+def test_followers_learn_commits_between_heartbeats(tmpdir_path):
+    """The leader holds an append that brings a follower only a commit index for a
+    few ms (raft/notices.py); with a 500 ms heartbeat, a write must still show up
+    in followers' serializable reads well before the next heartbeat, and a write
+    made through a follower is readable there as soon as it is answered."""
+    c = Cluster(tmpdir_path, 3, extra=["--heartbeat-interval=500",
+                                      "--election-timeout=5000"]).start()
+    try:
+        leader = wait_leader(c, timeout=30)
+        followers = [m for m in c.members if m is not leader]
+        chans = {m.name: grpc.insecure_channel(m.endpoint) for m in c.members}
+        kv = {n: rpc.KVStub(ch) for n, ch in chans.items()}
+
+        def seen(m, key, value) -> bool:
+            r = kv[m.name].Range(pb.RangeRequest(key=key, serializable=True), timeout=5)
+            return bool(r.kvs) and r.kvs[0].value == value
+
+        for i in range(3):
+            key, value = f"quiet/{i}".encode(), f"v{i}".encode()
+            kv[leader.name].Put(pb.PutRequest(key=key, value=value), timeout=5)
+            t0 = time.monotonic()
+            pending = set(m.name for m in followers)
+            while pending and time.monotonic() - t0 < 0.25:
+                pending -= {m.name for m in followers if m.name in pending
+                            and seen(m, key, value)}
+                time.sleep(0.002)
+            assert not pending, f"{pending} did not apply write {i} within 250 ms"
+            time.sleep(0.3)         # the leader goes quiet again
+        for m in followers:
+            key = f"via/{m.name}".encode()
+            kv[m.name].Put(pb.PutRequest(key=key, value=b"x"), timeout=5)
+            assert seen(m, key, b"x")
+        for ch in chans.values():
+            ch.close()
+    finally:
+        c.stop()
+
+
 def test_member_remove_add_and_snapshot_catch_up(cluster, tmpdir_path):
     wait_leader(cluster)
     m3 = cluster.by_name("m3")

@@ -935,6 +935,12 @@ cdef class Connection:
             raise RuntimeError("nghttp2_submit_response: %s" % nghttp2_strerror(rv).decode())
         return 0
 
+    cpdef flush(self):
+        """Write what is queued now rather than on the loop's next turn (answers made
+        outside `data_received`, e.g. a batch of writes just applied)."""
+        if not self.in_recv:
+            self._flush()
+
     cdef _want_flush(self):
         if self.in_recv or self.flush_scheduled:
             return

@@ -77,6 +77,21 @@ class IdGenerator:
         return self.prefix | self.suffix
 
 
+class Pending(asyncio.Future):
+    """The future of a submitted request. asyncio runs a future's done callbacks
+    on the loop's next turn; a front end that answers from the response alone sets
+    ``on_result`` instead, called as soon as the write is applied, and
+    ``on_batch_end``, called once after the batch of entries applied with it (to
+    write the batch's answers together). The done callbacks still run."""
+
+    __slots__ = ("on_result", "on_batch_end")
+
+    def __init__(self, *, loop) -> None:
+        super().__init__(loop=loop)
+        self.on_result = None
+        self.on_batch_end = None
+
+
 class EtcdServer:
     def __init__(self, cfg: ServerConfig):
         self.cfg = cfg
@@ -325,7 +340,7 @@ class EtcdServer:
         data = encode_request(rid, kind, msg)
         if len(data) > self.cfg.max_request_bytes:
             raise errors.RequestTooLarge()
-        fut = asyncio.get_running_loop().create_future()
+        fut = Pending(loop=asyncio.get_running_loop())
         self._inflight[rid] = (fut, kind, msg)
         self._deadlines.append((time.monotonic() + REQUEST_TIMEOUT, fut))
         self.node.propose(data)
@@ -399,13 +414,28 @@ class EtcdServer:
         if changes:
             self.hub.notify(changes, rev)
         fill = self._fill
+        batch_ends = None
         for fut, res in results:
             if fut.done():
                 continue
             if res.error is not None:
                 fut.set_exception(res.error)
             else:
-                fut.set_result(None if res.response is None else fill(res.response, res.rev))
+                resp = None if res.response is None else fill(res.response, res.rev)
+                fut.set_result(resp)
+                cb = fut.on_result
+                if cb is not None:
+                    try:
+                        cb(resp)
+                    except Exception:  # noqa: BLE001 - a front end's failure is its own
+                        log.exception("answering an applied request failed")
+                    if fut.on_batch_end is not None:
+                        if batch_ends is None:
+                            batch_ends = set()
+                        batch_ends.add(fut.on_batch_end)
+        if batch_ends:
+            for end in batch_ends:
+                end()
         self._db_in_use = self.backend.size_in_use()
         self._maybe_snapshot()
 
@@ -530,9 +560,10 @@ class EtcdServer:
             return
         for m in msgs:
             try:
-                node.step(m)
+                node.step(m, kick=False)
             except ValueError as e:
                 log.debug("dropped peer message: %s", e)
+        node.kick()
 
     def on_snapshot(self, msg, db_path: str) -> None:
         self.on_messages([msg])

@@ -30,10 +30,13 @@ from kcore.store.raft.messages import (
     Entry,
     EntryType,
     Message,
+    MessageType,
     Role,
     Snapshot,
     SoftState,
 )
+from kcore.store.raft.notices import CommitNotices
+from kcore.store.raft.quorum import ProgressState
 from kcore.tasks import cancel_all
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,9 @@ class NodeConfig:
     max_batch: int = 4096
     pre_vote: bool = True
     check_quorum: bool = True
+    # how long a leader may hold an append that brings a caught-up follower only a
+    # newer commit index (raft/notices.py); 0 sends each at once, as etcd does
+    commit_notice_s: float = 0.005
 
 
 class RaftNode:
@@ -102,6 +108,12 @@ class RaftNode:
         self._applyq: collections.deque = collections.deque()
         self._wal_jobs = 0              # jobs queued on the WAL thread (snapshots)
         self._apply_wake = asyncio.Event()
+        self._notices = CommitNotices(cfg.commit_notice_s)
+        self._notice_timer: asyncio.TimerHandle | None = None
+        self._awaited: dict[int, int] = {}   # follower → an index one of its clients waits for
+        self._busy = False                   # a turn is running or waits for the WAL thread
+        self._held: tuple | None = None      # (Ready, ctx) being persisted by the WAL thread
+        self._kick_scheduled = False
 
     # ---------------------------------------------------------------- lifecycle --
     def bootstrap(self, peers: list[int]) -> None:
@@ -115,6 +127,9 @@ class RaftNode:
 
     async def stop(self) -> None:
         self.stopped = True
+        if self._notice_timer is not None:
+            self._notice_timer.cancel()
+            self._notice_timer = None
         await cancel_all(self._tasks)
         self.executor.shutdown(wait=True)
 
@@ -131,11 +146,24 @@ class RaftNode:
     # ---------------------------------------------------------------- inputs -----
     def propose(self, data: bytes) -> None:
         self.pending.append(data)
-        self._wake.set()
+        if not self._kick_scheduled:
+            # once per loop turn: the proposals of one read from clients go together
+            self._kick_scheduled = True
+            asyncio.get_running_loop().call_soon(self._kick_soon)
 
-    def step(self, m: Message) -> None:
+    def step(self, m: Message, kick: bool = True) -> None:
+        """Step a peer's message; with kick=False the caller calls `kick()` once
+        after a batch of them."""
         self.raw.step(m)
-        self._wake.set()
+        if self.role == Role.LEADER and m.from_ != self.id:
+            if m.type == MessageType.PROP:
+                # a follower's proposal: its client waits for the commit (notices)
+                self._awaited[m.from_] = self.raw.raft.log.last_index()
+            elif m.type == MessageType.READ_INDEX:
+                self._awaited[m.from_] = max(self._awaited.get(m.from_, 0),
+                                             self.raw.raft.log.committed)
+        if kick:
+            self.kick()
 
     def report_unreachable(self, node_id: int) -> None:
         self.raw.report_unreachable(node_id)
@@ -217,111 +245,212 @@ class RaftNode:
             self.raw.read_index(ctx)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                self._flush_inputs()
-                while self.raw.has_ready():
-                    rd = self.raw.ready()
-                    if rd.soft_state is not None:
-                        self._soft(rd.soft_state)
-                    if rd.hard_state is not None:
-                        self.term = rd.hard_state.term
-                    # 0. a leader sends first and writes its log meanwhile (raft thesis
-                    # 10.2.1, as etcd does): the followers' fsyncs overlap its own. Safe:
-                    # the leader applies only what it has persisted itself, and its vote
-                    # and term are durable already (only the commit index may be newer)
-                    sent = False
-                    committed = rd.committed_entries
-                    # 0'. ... except the news of a commit only this member's clients wait
-                    # for: they are answered first, and the followers told after that
-                    # (a send to two peers costs ~0.1 ms here, on the client's path)
-                    local = (committed and rd.messages and self.role == Role.LEADER
-                             and not rd.entries and rd.snapshot is None
-                             and all(not m.entries for m in rd.messages)
-                             and self.app.waits_for(committed))
-                    hs, durable = rd.hard_state, self.storage.hard_state
-                    if (rd.messages and rd.snapshot is None and self.role == Role.LEADER
-                            and not local
-                            and (hs is None or (hs.term, hs.vote) ==
-                                 (durable.term, durable.vote))):
-                        self.transport.send(rd.messages)
-                        sent = True
-                    # 1. persist (the WAL thread), applying what is already durable meanwhile
-                    fut = None
-                    if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
-                        if (rd.snapshot is None and len(rd.entries) <= 2 and not self.pending
-                                and not self._wal_jobs):
-                            # a lone write: the fsync costs less than two thread handoffs
-                            self._persist(rd)
-                        else:
-                            fut = loop.run_in_executor(self.executor, self._persist, rd)
-                    early = [e for e in committed if e.index <= self.persisted] \
-                        if rd.snapshot is None else []
-                    if early:
-                        if local:
-                            self._drain_apply()
-                            self._apply(early)
-                            self._release_reads()
-                        else:
-                            self._enqueue_apply(early)
-                    if fut is not None:
-                        await fut
-                    if rd.snapshot is not None:
-                        self.storage.apply_snapshot(rd.snapshot)
-                    if rd.entries:
-                        self.storage.append(rd.entries)
-                        self.persisted = rd.entries[-1].index
-                    if rd.hard_state is not None:
-                        self.storage.set_hard_state(rd.hard_state)
-                    # 2. send
-                    if local:
-                        # after the answers: their callbacks were queued by the apply
-                        loop.call_soon(self.transport.send, rd.messages)
-                        sent = True
-                    if rd.messages and not sent:
-                        self.transport.send(rd.messages)
-                    # 3. install and apply the rest
-                    if rd.snapshot is not None:
-                        self._drain_apply()
-                        self.app.restore(rd.snapshot)
-                        self.applied = max(self.applied, rd.snapshot.index)
-                    rest = committed[len(early):]
-                    if rest:
-                        if not self._applyq and not self.pending:
-                            self._apply(rest)      # nothing to overlap with: apply now
-                            self._release_reads()
-                        else:
-                            self._enqueue_apply(rest)
-                    for rs in rd.read_states:
-                        self._read_sent.pop(rs.request_ctx, None)
-                        waiters = self._read_inflight.pop(rs.request_ctx, None)
-                        if waiters:
-                            self._read_wait.append((rs.index, waiters))
-                    self._release_reads()
-                    self.raw.advance(rd)
-                    self._flush_inputs()
-                if self._campaign and self.applied >= self.raw.raft.log.committed:
-                    self._campaign = False
-                    if self.role != Role.LEADER:
-                        self.raw.campaign()
-                        self._wake.set()
-                if self._solo_check and self.applied >= self.raw.raft.log.committed:
-                    # the only voter need not wait an election timeout to lead
-                    self._solo_check = False
-                    if self.raw.status().conf_state.voters == (self.id,):
-                        self._campaign = True
-                        self._wake.set()
-                if self.leader == 0 and self._read_inflight:
-                    self._fail_reads()
+                if self.fatal is not None:
+                    return
+                self._busy = True
+                try:
+                    while True:
+                        if self._held is not None:
+                            rd, ctx = self._held
+                            await ctx[0]
+                            self._held = None
+                            self._finish_ready(rd, ctx)
+                        if self._turn() is None:
+                            break
+                finally:
+                    self._busy = False
         except asyncio.CancelledError:
             raise
         except BaseException as e:
             log.critical("raft loop failed: %r", e, exc_info=True)
             self.fatal = e
             raise
+
+    def kick(self) -> None:
+        """Turn the Readies of what was just stepped in, here and now when the loop
+        is idle (no task switch on a write's path: a follower's append, a leader's
+        acknowledgement), else by the loop's task."""
+        if self._busy or self.fatal is not None or self.stopped or not self._tasks:
+            self._wake.set()
+            return
+        self._busy = True
+        try:
+            fut = self._turn()
+        except BaseException as e:  # noqa: BLE001 - the same end as the loop task's
+            log.critical("raft loop failed: %r", e, exc_info=True)
+            self.fatal = e
+            self._busy = False
+            self._wake.set()            # the task sees `fatal` and ends
+            return
+        if fut is None:
+            self._busy = False
+        else:
+            self._wake.set()            # the task waits for the WAL thread and goes on
+
+    def _kick_soon(self) -> None:
+        self._kick_scheduled = False
+        self.kick()
+
+    def _turn(self) -> asyncio.Future | None:
+        """Handle Readies until there are none, or one waits for the WAL thread: that
+        one is left in `_held` and its future returned."""
+        self._flush_inputs()
+        while self.raw.has_ready():
+            rd = self.raw.ready()
+            ctx = self._begin_ready(rd)
+            if ctx[0] is not None:
+                self._held = (rd, ctx)
+                return ctx[0]
+            self._finish_ready(rd, ctx)
+        if self._campaign and self.applied >= self.raw.raft.log.committed:
+            self._campaign = False
+            if self.role != Role.LEADER:
+                self.raw.campaign()
+                self._wake.set()
+        if self._solo_check and self.applied >= self.raw.raft.log.committed:
+            # the only voter need not wait an election timeout to lead
+            self._solo_check = False
+            if self.raw.status().conf_state.voters == (self.id,):
+                self._campaign = True
+                self._wake.set()
+        if self.leader == 0 and self._read_inflight:
+            self._fail_reads()
+        return None
+
+    def _begin_ready(self, rd) -> tuple:
+        """Everything of one Ready up to its persisting: returns (the WAL thread's
+        future or None, sent, local, early) for `_finish_ready`."""
+        if rd.soft_state is not None:
+            self._soft(rd.soft_state)
+        if rd.hard_state is not None:
+            self.term = rd.hard_state.term
+        # 0. a leader sends first and writes its log meanwhile (raft thesis
+        # 10.2.1, as etcd does): the followers' fsyncs overlap its own. Safe:
+        # the leader applies only what it has persisted itself, and its vote
+        # and term are durable already (only the commit index may be newer)
+        sent = False
+        committed = rd.committed_entries
+        # 0'. ... except the news of a commit only this member's clients wait
+        # for: they are answered first, and the followers told after that
+        # (a send to two peers costs ~0.1 ms here, on the client's path)
+        local = (committed and rd.messages and self.role == Role.LEADER
+                 and not rd.entries and rd.snapshot is None
+                 and all(not m.entries for m in rd.messages)
+                 and self.app.waits_for(committed))
+        hs, durable = rd.hard_state, self.storage.hard_state
+        if (rd.messages and rd.snapshot is None and self.role == Role.LEADER
+                and not local
+                and (hs is None or (hs.term, hs.vote) ==
+                     (durable.term, durable.vote))):
+            self._send(rd.messages)
+            sent = True
+        early = []
+        if local:
+            # a commit this member's clients wait for, no entries: answer them first
+            # (the hard state's new commit index needs no fsync, and a crash before
+            # it is written only makes the restart apply those entries again)
+            early = [e for e in committed if e.index <= self.persisted]
+            if early:
+                self._drain_apply()
+                self._apply(early)
+                self._release_reads()
+        # 1. persist (the WAL thread), applying what is already durable meanwhile
+        fut = None
+        if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
+            if (rd.snapshot is None and len(rd.entries) <= 2 and not self.pending
+                    and not self._wal_jobs):
+                # a lone write: the fsync costs less than two thread handoffs
+                self._persist(rd)
+            else:
+                fut = asyncio.get_running_loop().run_in_executor(
+                    self.executor, self._persist, rd)
+        if not local:
+            early = [e for e in committed if e.index <= self.persisted] \
+                if rd.snapshot is None else []
+            if early:
+                self._enqueue_apply(early)
+        return fut, sent, local, len(early)
+
+    def _finish_ready(self, rd, ctx: tuple) -> None:
+        """The rest of a Ready once it is durable: send, install, apply, advance."""
+        _, sent, local, n_early = ctx
+        if rd.snapshot is not None:
+            self.storage.apply_snapshot(rd.snapshot)
+        if rd.entries:
+            self.storage.append(rd.entries)
+            self.persisted = rd.entries[-1].index
+        if rd.hard_state is not None:
+            self.storage.set_hard_state(rd.hard_state)
+        # 2. send
+        if local:
+            # after the answers: their callbacks were queued by the apply
+            asyncio.get_running_loop().call_soon(self._send, rd.messages)
+            sent = True
+        if rd.messages and not sent:
+            self._send(rd.messages)
+        # 3. install and apply the rest
+        if rd.snapshot is not None:
+            self._drain_apply()
+            self.app.restore(rd.snapshot)
+            self.applied = max(self.applied, rd.snapshot.index)
+        rest = rd.committed_entries[n_early:]
+        if rest:
+            if not self._applyq and not self.pending:
+                self._apply(rest)      # nothing to overlap with: apply now
+                self._release_reads()
+            else:
+                self._enqueue_apply(rest)
+        for rs in rd.read_states:
+            self._read_sent.pop(rs.request_ctx, None)
+            waiters = self._read_inflight.pop(rs.request_ctx, None)
+            if waiters:
+                self._read_wait.append((rs.index, waiters))
+        self._release_reads()
+        self.raw.advance(rd)
+        self._flush_inputs()
+
+    # ---------------------------------------------------------------- sending --
+    def _send(self, msgs) -> None:
+        notices = self._notices
+        if self.role == Role.LEADER or notices.held:
+            msgs = notices.filter(msgs, time.monotonic(), self._is_notice)
+            if notices.held and self._notice_timer is None:
+                self._notice_timer = asyncio.get_running_loop().call_later(
+                    notices.delay, self._send_notices)
+        if msgs:
+            self.transport.send(msgs)
+
+    def _is_notice(self, m: Message) -> bool:
+        """An append without entries to a follower that has been sent every entry
+        (it brings only a newer commit index), which no client of that follower
+        waits for."""
+        if self.role != Role.LEADER:
+            return False
+        raft = self.raw.raft
+        pr = raft.tracker.progress.get(m.to)
+        if pr is None or pr.state != ProgressState.REPLICATE or m.index != raft.log.last_index():
+            return False
+        awaited = self._awaited.get(m.to)
+        if awaited is not None and awaited <= m.commit:
+            del self._awaited[m.to]
+            return False
+        return True
+
+    def _send_notices(self) -> None:
+        self._notice_timer = None
+        if self.stopped:
+            return
+        now = time.monotonic()
+        msgs, nxt = self._notices.due(now)
+        if msgs:
+            self.transport.send(msgs)
+        if nxt is not None:
+            self._notice_timer = asyncio.get_running_loop().call_later(
+                max(0.0, nxt - now), self._send_notices)
 
     def _persist(self, rd) -> None:
         if rd.snapshot is not None:
@@ -381,6 +510,9 @@ class RaftNode:
 
     def _soft(self, ss: SoftState) -> None:
         changed = ss.leader != self.leader or ss.role != self.role
+        if ss.role != Role.LEADER:
+            self._notices.clear()
+            self._awaited.clear()
         self.leader, self.role = ss.leader, ss.role
         if changed:
             self.app.on_soft_state(ss, self.raw.raft.term)

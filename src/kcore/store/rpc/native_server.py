@@ -151,6 +151,7 @@ class NativeGrpcServer:
         self._server: asyncio.base_events.Server | None = None
         self._conns: set = set()
         self._tasks: set[asyncio.Task] = set()
+        self._dirty: set = set()          # connections with answers not yet written
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # ---- lifecycle --------------------------------------------------------------------
@@ -217,11 +218,32 @@ class NativeGrpcServer:
             # the request is in the store's hands: answer from the future's callback,
             # without a Task (cancelling the call cancels the future)
             self._track(stream, pending)
+            if hasattr(pending, "on_result"):
+                # answered while the write is applied, written with the batch's others
+                pending.on_result = lambda resp: self._reply_now(stream, resp)
+                pending.on_batch_end = self._flush_replies
             pending.add_done_callback(lambda fut: self._answer(stream, fut))
             return
         self._spawn(stream, self._unary_task(stream, _resume(coro, pending)))
 
+    def _reply_now(self, stream, resp) -> None:
+        if stream.closed or stream.finishing:
+            return
+        try:
+            payload = resp.SerializeToString()
+        except Exception:  # noqa: BLE001 - the done callback reports it
+            return
+        stream.reply(payload)
+        self._dirty.add(stream.conn)
+
+    def _flush_replies(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for conn in dirty:
+            conn.flush()
+
     def _answer(self, stream, fut: asyncio.Future) -> None:
+        if stream.finishing or stream.closed:
+            return                      # answered already (_reply_now, a deadline)
         if fut.cancelled():
             self._ended(stream, asyncio.CancelledError())
             return
