@@ -135,9 +135,17 @@ class Applier:
             raise errors.KeyNotFound()
         return rec
 
-    def put(self, wt: WriteTxn, r: pb.PutRequest) -> pb.PutResponse:
+    def put(self, wt: WriteTxn, r: pb.PutRequest,
+            resp: pb.PutResponse | None = None) -> pb.PutResponse:
+        """``resp``: fill this message (a txn's response op) instead of a new one."""
+        if resp is None:
+            resp = pb.PutResponse()
+        if not (r.lease or r.prev_kv or r.ignore_value or r.ignore_lease):
+            ch = wt.put_plain(r.key, r.value)      # the usual put: nothing to look up
+            if ch.prev_lease:
+                self.lessor.detach(ch.prev_lease, r.key)
+            return resp
         rec = self._check_put(r)
-        resp = pb.PutResponse()
         value, lease = r.value, r.lease
         prev = None
         if rec is not None and (r.prev_kv or r.ignore_value):
@@ -190,9 +198,7 @@ class Applier:
                 rr.header.revision = wt.read_rev
                 out.response_range.CopyFrom(rr)
             elif kind == "request_put":
-                pr = self.put(wt, op.request_put)
-                pr.header.revision = wt.main
-                out.response_put.CopyFrom(pr)
+                self.put(wt, op.request_put, out.response_put).header.revision = wt.main
             elif kind == "request_delete_range":
                 dr = self.delete_range(wt, op.request_delete_range)
                 dr.header.revision = wt.read_rev
@@ -357,19 +363,25 @@ def range_response(do_range, r: pb.RangeRequest) -> pb.RangeResponse:
 
 def check_txn_request(r: pb.TxnRequest, max_ops: int) -> None:
     """etcd's static txn checks, done before a txn is proposed."""
-    if max(len(r.compare), len(r.success), len(r.failure)) > max_ops:
+    compare, success, failure = r.compare, r.success, r.failure
+    if len(compare) > max_ops or len(success) > max_ops or len(failure) > max_ops:
         raise errors.TooManyOps()
-    for c in r.compare:
+    for c in compare:
         if not c.key:
             raise errors.EmptyKey()
-    for branch in (r.success, r.failure):
+    for branch in (success, failure):
         if not branch:
             continue
-        kinds = [op.WhichOneof("request") for op in branch]
-        for op, kind in zip(branch, kinds):
+        if len(branch) == 1:          # the usual shape: one op, nothing to overlap
+            op = branch[0]
+            kind = op.WhichOneof("request")
             _check_request_op(op, max_ops, kind)
-        if len(kinds) > 1 or kinds[0] == "request_txn":   # one plain op: no overlap
-            _check_intervals(branch)
+            if kind == "request_txn":
+                _check_intervals(branch)
+            continue
+        for op in branch:
+            _check_request_op(op, max_ops)
+        _check_intervals(branch)
 
 
 def _check_request_op(op: pb.RequestOp, max_ops: int, kind: str | None = None) -> None:

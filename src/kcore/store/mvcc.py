@@ -245,6 +245,8 @@ class WriteTxn:
         """`put` of a key with no lease, flattened: the common write, kept short."""
         changes = self.changes
         sub = len(changes)
+        if sub > MAX_SUB:
+            raise errors.TooManyOps()
         m = self.mvcc
         rec = m.index.records.get(key)
         if rec is None:
