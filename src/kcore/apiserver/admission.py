@@ -165,6 +165,9 @@ class Chain:
     # -- LimitRanger ------------------------------------------------------------------
     async def _limit_ranges(self, ns: str) -> list[dict]:
         reg = self.server.registry("", "v1", "limitranges")
+        await reg.fresh()
+        if not reg.cache.objects:       # the usual case (twice per pod): nothing to list
+            return []
         return (await reg.list(ns)).items
 
     async def _limit_defaults(self, a: Attributes) -> None:
