@@ -2,7 +2,8 @@
 makes a held one unnecessary, and when the rest go out."""
 from __future__ import annotations
 
-from kcore.store.raft.messages import Entry, Message, MessageType as MT
+from kcore.store.raft.messages import Entry, Message
+from kcore.store.raft.messages import MessageType as MT
 from kcore.store.raft.notices import CommitNotices
 
 
