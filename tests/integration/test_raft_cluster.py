@@ -142,10 +142,11 @@ def test_leader_killed_under_load(cluster):
 
 
 def test_followers_learn_commits_between_heartbeats(tmpdir_path):
-    """The leader holds an append that brings a follower only a commit index for a
-    few ms (raft/notices.py); with a 500 ms heartbeat, a write must still show up
-    in followers' serializable reads well before the next heartbeat, and a write
-    made through a follower is readable there as soon as it is answered."""
+    """Followers learn a commit from the leader's broadcast, not from the next
+    heartbeat: with a 500 ms heartbeat a write shows up in followers' serializable
+    reads well before it (a --force-new-cluster recovery from a follower relies on
+    that too), and a write made through a follower is readable there as soon as it
+    is answered."""
     c = Cluster(tmpdir_path, 3, extra=["--heartbeat-interval=500",
                                       "--election-timeout=5000"]).start()
     try:

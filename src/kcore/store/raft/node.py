@@ -30,13 +30,10 @@ from kcore.store.raft.messages import (
     Entry,
     EntryType,
     Message,
-    MessageType,
     Role,
     Snapshot,
     SoftState,
 )
-from kcore.store.raft.notices import CommitNotices
-from kcore.store.raft.quorum import ProgressState
 from kcore.tasks import cancel_all
 
 log = logging.getLogger(__name__)
@@ -65,9 +62,6 @@ class NodeConfig:
     max_batch: int = 4096
     pre_vote: bool = True
     check_quorum: bool = True
-    # how long a leader may hold an append that brings a caught-up follower only a
-    # newer commit index (raft/notices.py); 0 sends each at once, as etcd does
-    commit_notice_s: float = 0.005
 
 
 class RaftNode:
@@ -108,9 +102,6 @@ class RaftNode:
         self._applyq: collections.deque = collections.deque()
         self._wal_jobs = 0              # jobs queued on the WAL thread (snapshots)
         self._apply_wake = asyncio.Event()
-        self._notices = CommitNotices(cfg.commit_notice_s)
-        self._notice_timer: asyncio.TimerHandle | None = None
-        self._awaited: dict[int, int] = {}   # follower → an index one of its clients waits for
         self._busy = False                   # a turn is running or waits for the WAL thread
         self._held: tuple | None = None      # (Ready, ctx) being persisted by the WAL thread
         self._kick_scheduled = False
@@ -127,9 +118,6 @@ class RaftNode:
 
     async def stop(self) -> None:
         self.stopped = True
-        if self._notice_timer is not None:
-            self._notice_timer.cancel()
-            self._notice_timer = None
         await cancel_all(self._tasks)
         self.executor.shutdown(wait=True)
 
@@ -155,13 +143,6 @@ class RaftNode:
         """Step a peer's message; with kick=False the caller calls `kick()` once
         after a batch of them."""
         self.raw.step(m)
-        if self.role == Role.LEADER and m.from_ != self.id:
-            if m.type == MessageType.PROP:
-                # a follower's proposal: its client waits for the commit (notices)
-                self._awaited[m.from_] = self.raw.raft.log.last_index()
-            elif m.type == MessageType.READ_INDEX:
-                self._awaited[m.from_] = max(self._awaited.get(m.from_, 0),
-                                             self.raw.raft.log.committed)
         if kick:
             self.kick()
 
@@ -346,7 +327,7 @@ class RaftNode:
                 and not local
                 and (hs is None or (hs.term, hs.vote) ==
                      (durable.term, durable.vote))):
-            self._send(rd.messages)
+            self.transport.send(rd.messages)
             sent = True
         early = []
         if local:
@@ -388,10 +369,10 @@ class RaftNode:
         # 2. send
         if local:
             # after the answers: their callbacks were queued by the apply
-            asyncio.get_running_loop().call_soon(self._send, rd.messages)
+            asyncio.get_running_loop().call_soon(self.transport.send, rd.messages)
             sent = True
         if rd.messages and not sent:
-            self._send(rd.messages)
+            self.transport.send(rd.messages)
         # 3. install and apply the rest
         if rd.snapshot is not None:
             self._drain_apply()
@@ -412,45 +393,6 @@ class RaftNode:
         self._release_reads()
         self.raw.advance(rd)
         self._flush_inputs()
-
-    # ---------------------------------------------------------------- sending --
-    def _send(self, msgs) -> None:
-        notices = self._notices
-        if self.role == Role.LEADER or notices.held:
-            msgs = notices.filter(msgs, time.monotonic(), self._is_notice)
-            if notices.held and self._notice_timer is None:
-                self._notice_timer = asyncio.get_running_loop().call_later(
-                    notices.delay, self._send_notices)
-        if msgs:
-            self.transport.send(msgs)
-
-    def _is_notice(self, m: Message) -> bool:
-        """An append without entries to a follower that has been sent every entry
-        (it brings only a newer commit index), which no client of that follower
-        waits for."""
-        if self.role != Role.LEADER:
-            return False
-        raft = self.raw.raft
-        pr = raft.tracker.progress.get(m.to)
-        if pr is None or pr.state != ProgressState.REPLICATE or m.index != raft.log.last_index():
-            return False
-        awaited = self._awaited.get(m.to)
-        if awaited is not None and awaited <= m.commit:
-            del self._awaited[m.to]
-            return False
-        return True
-
-    def _send_notices(self) -> None:
-        self._notice_timer = None
-        if self.stopped:
-            return
-        now = time.monotonic()
-        msgs, nxt = self._notices.due(now)
-        if msgs:
-            self.transport.send(msgs)
-        if nxt is not None:
-            self._notice_timer = asyncio.get_running_loop().call_later(
-                max(0.0, nxt - now), self._send_notices)
 
     def _persist(self, rd) -> None:
         if rd.snapshot is not None:
@@ -510,9 +452,6 @@ class RaftNode:
 
     def _soft(self, ss: SoftState) -> None:
         changed = ss.leader != self.leader or ss.role != self.role
-        if ss.role != Role.LEADER:
-            self._notices.clear()
-            self._awaited.clear()
         self.leader, self.role = ss.leader, ss.role
         if changed:
             self.app.on_soft_state(ss, self.raw.raft.term)
