@@ -85,7 +85,7 @@ class Applier:
         """Apply one request given as (InternalRequest field name, message)."""
         try:
             if kind == "put":
-                if r.lease or r.prev_kv or r.ignore_value or r.ignore_lease:
+                if not _plain_put(r):
                     return self._write(txn, lambda wt: self.put(wt, r))
                 return self._put_plain(txn, r)
             if kind == "delete_range":
@@ -111,11 +111,8 @@ class Applier:
         if not r.key:
             raise errors.EmptyKey()
         wt = WriteTxn(self.mvcc, txn)
-        ch = wt.put_plain(r.key, r.value)
-        if ch.prev_lease:
-            self.lessor.detach(ch.prev_lease, r.key)
+        resp = self.put(wt, r)
         rev = self.mvcc.rev = wt.main
-        resp = pb.PutResponse()
         resp.header.revision = rev
         return Applied(resp, changes=wt.changes, rev=rev)
 
@@ -140,8 +137,8 @@ class Applier:
         """``resp``: fill this message (a txn's response op) instead of a new one."""
         if resp is None:
             resp = pb.PutResponse()
-        if not (r.lease or r.prev_kv or r.ignore_value or r.ignore_lease):
-            ch = wt.put_plain(r.key, r.value)      # the usual put: nothing to look up
+        if _plain_put(r):
+            ch = wt.put_plain(r.key, r.value)      # nothing to look up
             if ch.prev_lease:
                 self.lessor.detach(ch.prev_lease, r.key)
             return resp
@@ -359,6 +356,12 @@ def range_response(do_range, r: pb.RangeRequest) -> pb.RangeResponse:
             kv.value = b""
     resp.kvs.extend(kvs)
     return resp
+
+
+def _plain_put(r: pb.PutRequest) -> bool:
+    """A put without lease or options (the usual one): written without looking up
+    the key's current record."""
+    return not (r.lease or r.prev_kv or r.ignore_value or r.ignore_lease)
 
 
 def check_txn_request(r: pb.TxnRequest, max_ops: int) -> None:

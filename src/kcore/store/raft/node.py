@@ -247,9 +247,12 @@ class RaftNode:
         except asyncio.CancelledError:
             raise
         except BaseException as e:
-            log.critical("raft loop failed: %r", e, exc_info=True)
-            self.fatal = e
+            self._fail(e)
             raise
+
+    def _fail(self, e: BaseException) -> None:
+        log.critical("raft loop failed: %r", e, exc_info=True)
+        self.fatal = e
 
     def kick(self) -> None:
         """Turn the Readies of what was just stepped in, here and now when the loop
@@ -262,8 +265,7 @@ class RaftNode:
         try:
             fut = self._turn()
         except BaseException as e:  # noqa: BLE001 - the same end as the loop task's
-            log.critical("raft loop failed: %r", e, exc_info=True)
-            self.fatal = e
+            self._fail(e)
             self._busy = False
             self._wake.set()            # the task sees `fatal` and ends
             return
