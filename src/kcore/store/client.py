@@ -271,20 +271,15 @@ class LocalWatch:
                 resp = await self.queue.get()
                 if resp is None:
                     return
-                if self.takes_changes:
-                    if isinstance(resp, list):
-                        yield resp
-                        continue
-                    if resp.canceled:
-                        if resp.compact_revision:
-                            raise _compacted(resp.compact_revision)
-                        return
-                    continue                    # a progress notice: no changes
+                if isinstance(resp, list):      # a batch of changes (takes_changes)
+                    yield resp
+                    continue
                 if resp.canceled:
                     if resp.compact_revision:
                         raise _compacted(resp.compact_revision)
                     return
-                yield resp
+                if not self.takes_changes:      # (else a progress notice: no changes)
+                    yield resp
         finally:
             self.server.hub.remove(self.watcher)
 
