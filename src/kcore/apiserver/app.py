@@ -458,6 +458,8 @@ class Handlers:
             return dumps({"type": "BOOKMARK", "object": {"kind": k.kind,
                                                          "apiVersion": k.api_version,
                                                          "metadata": md}}) + b"\n"
+        task = asyncio.current_task()
+        self.s.streams[task] = request
         try:
             resp.enable_chunked_encoding()
             await resp.prepare(request)
@@ -490,12 +492,17 @@ class Handlers:
                 log.info("watch of %s: client too slow, closed", k.plural)
         except (ConnectionResetError, ConnectionError):
             pass
+        except BaseException:
+            self.s.streams.pop(task, None)
+            raise
         finally:
             watcher.close()
         try:
             await resp.write_eof()
         except (ConnectionResetError, ConnectionError, RuntimeError):
             pass
+        finally:
+            self.s.streams.pop(task, None)
         return resp
 
     # -- bodies -----------------------------------------------------------------------

@@ -48,6 +48,7 @@ class APIServer:
         self.runners: list[web.AppRunner] = []
         self.servers: list[asyncio.Server] = []     # listening sockets (fast path)
         self.fronts: list = []                      # their fastpath.FastFront factories
+        self.streams: dict = {}                     # watch handler task -> its request
         self.port = 0
         self.secure_port = 0                # the bound HTTPS port (0: not serving)
         from kcore.apiserver.auth import AlwaysAllow
@@ -200,6 +201,7 @@ class APIServer:
             front.close()
         self.servers.clear()
         self.fronts.clear()
+        await self._end_streams()
         for r in self.runners:
             await r.cleanup()
         self.runners.clear()
@@ -209,6 +211,24 @@ class APIServer:
             await self.storage.close()
         if self.embedded is not None:
             await self.embedded.stop()
+
+    async def _end_streams(self, grace: float = 1.0) -> None:
+        """End every watch at once, as kube-apiserver does when it stops: each stream
+        gets its last chunk; one whose client does not read (its write blocked on a
+        full socket) is aborted after `grace` seconds instead of holding the stop up
+        for aiohttp's shutdown timeout."""
+        for reg in self.registries.values():
+            for w in list(reg.cache.watchers):
+                w.close()
+        if not self.streams:
+            return
+        await asyncio.wait(list(self.streams), timeout=grace)
+        for request in list(self.streams.values()):
+            t = request.transport
+            if t is not None:
+                t.abort()
+        if self.streams:
+            await asyncio.wait(list(self.streams), timeout=grace)
 
     def registry(self, group: str, version: str, plural: str) -> Registry | None:
         return self.registries.get((group, version, plural))

@@ -149,3 +149,43 @@ def test_watch_param_forms(cluster, q):
                                 "timeoutSeconds=1", timeout=10) as r:
         lines = r.read().splitlines()
     assert any(json.loads(ln)["object"]["metadata"]["name"] == "kubernetes" for ln in lines)
+
+
+def test_sigterm_ends_watches_and_exits_at_once():
+    """A stop does not wait for watch streams (kube-apiserver closes them): one idle
+    watch ends with its last chunk, and one whose client stopped reading (its socket
+    full) is cut, and the process is gone within seconds of SIGTERM."""
+    import signal
+    import time
+
+    from .conftest import running
+
+    with running("embedded", prefix="kcore-apiserver-stop-") as c:
+        c.http("POST", "/api/v1/namespaces/default/configmaps",
+               {"metadata": {"name": "big"}, "data": {"k": "x" * 200_000}})
+        idle = socket.create_connection(("127.0.0.1", c.port))
+        idle.sendall(b"GET /api/v1/namespaces?watch=true HTTP/1.1\r\nHost: x\r\n\r\n")
+        stuck = socket.create_connection(("127.0.0.1", c.port))
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.sendall(b"GET /api/v1/configmaps?watch=true HTTP/1.1\r\nHost: x\r\n\r\n")
+        for i in range(20):        # ~4 MB of events the stuck client never reads
+            status, _, _ = c.http("PUT", "/api/v1/namespaces/default/configmaps/big",
+                                  {"metadata": {"name": "big"}, "data": {"k": str(i) * 200_000}})
+            assert status == 200
+        idle.settimeout(5)
+        assert idle.recv(65536).startswith(b"HTTP/1.1 200")
+        t0 = time.monotonic()
+        c.proc.send_signal(signal.SIGTERM)
+        c.proc.wait(15)
+        took = time.monotonic() - t0
+        assert c.proc.returncode == 0, c.log()
+        assert took < 8, f"SIGTERM took {took:.1f}s with open watches"
+        rest = b""
+        while True:
+            b = idle.recv(65536)
+            if not b:
+                break
+            rest += b
+        assert rest.endswith(b"0\r\n\r\n"), rest[-200:]   # the chunked stream's end
+        idle.close()
+        stuck.close()
