@@ -705,7 +705,7 @@ def start_profilers(args, pids: dict[str, int], root: str) -> dict:
     out = {}
     for name in ("apiserver", "scheduler"):
         path = os.path.join(args.profile_dir or root, f"{name}.folded")
-        p = subprocess.Popen([spy, "record", "--pid", str(pids[name]), "--rate", "97",
+        p = subprocess.Popen([spy, "record", "--pid", str(pids[name]), "--rate", str(args.profile_rate),
                               "--format", "raw", "--output", path, "--nonblocking", "--gil"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         out[name] = (p, path)
@@ -886,6 +886,7 @@ def main() -> int:
     ap.add_argument("--kubelet-arg", action="append", default=[])
     ap.add_argument("--profile", action="store_true", help="py-spy both servers during "
                     "the pods phase; top functions go to the JSON")
+    ap.add_argument("--profile-rate", type=int, default=97, help="py-spy samples per second")
     ap.add_argument("--profile-dir", default="", help="keep the collapsed stacks here")
     ap.add_argument("--out", default="", help="JSON path (PNG next to it)")
     ap.add_argument("--data-root", default="", help="parent of the temp data dir")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import lmdb
 
 from kcore.store import errors
+from kcore.store.cas import CasResult
 from kcore.store.keyindex import MAIN_SHIFT, KeyRecord
 from kcore.store.lease import Lessor
 from kcore.store.mvcc import MVCC, Change, WriteTxn, key_range
@@ -90,6 +91,8 @@ class Applier:
                 return self._put_plain(txn, r)
             if kind == "delete_range":
                 return self._write(txn, lambda wt: self.delete_range(wt, r))
+            if kind == "cas":
+                return self.cas_put(txn, *r)
             if kind == "txn":
                 return self._write(txn, lambda wt: self.txn(wt, r))
             if kind == "compaction":
@@ -115,6 +118,32 @@ class Applier:
         rev = self.mvcc.rev = wt.main
         resp.header.revision = rev
         return Applied(resp, changes=wt.changes, rev=rev)
+
+    def cas_put(self, txn: lmdb.Transaction, key: bytes, value: bytes, lease: int,
+                mod_revision: int) -> Applied:
+        """`txn` of the compare-and-put of kcore.store.cas, from its fields: the same
+        checks, changes and outcome, as a CasResult. Raises StoreError as `txn`
+        does (apply_op turns it into the Applied's error)."""
+        mvcc = self.mvcc
+        rec = mvcc.current(key)
+        if (0 if rec is None else rec.revs[-1] >> MAIN_SHIFT) != mod_revision:
+            # the failure branch: range(key) at the current revision
+            kv = None if rec is None else mvcc.get_at(txn, rec.revs[-1])
+            return Applied(CasResult(False, mvcc.rev, kv), rev=mvcc.rev)
+        if lease and self.lessor.lookup(lease) is None:
+            raise errors.LeaseNotFound()
+        wt = WriteTxn(mvcc, txn)
+        if lease:
+            ch = wt.put(key, value, lease)
+            if ch.prev_lease and ch.prev_lease != lease:
+                self.lessor.detach(ch.prev_lease, key)
+            self.lessor.attach(lease, key)
+        else:
+            ch = wt.put_plain(key, value)
+            if ch.prev_lease:
+                self.lessor.detach(ch.prev_lease, key)
+        rev = mvcc.rev = wt.main
+        return Applied(CasResult(True, rev), changes=wt.changes, rev=rev)
 
     def _write(self, txn: lmdb.Transaction, fn) -> Applied:
         wt = self.mvcc.begin(txn)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kcore.store import errors
+from kcore.store.cas import CasResult
 from kcore.store.mvcc import iter_prefix_end
 from kcore.store.rpc.pb import rpc_pb2 as pb
 
@@ -82,6 +83,30 @@ class Client:
 
     async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
         return await self.transport.unary("Txn", r)
+
+    async def cas_put(self, key: bytes, value: bytes, lease: int, mod_revision: int
+                      ) -> CasResult:
+        """The txn "if mod_revision(key) == mod_revision then put(key, value, lease)
+        else range(key)" (kcore.store.cas): an in-process store takes it as its fields,
+        any other endpoint as the Txn it is."""
+        local = getattr(self.transport, "cas_put", None)
+        if local is not None:
+            return await local(key, value, lease, mod_revision)
+        req = pb.TxnRequest()
+        cmp = req.compare.add()
+        cmp.key, cmp.target, cmp.result, cmp.mod_revision = key, pb.Compare.MOD, \
+            pb.Compare.EQUAL, mod_revision
+        put = req.success.add().request_put
+        put.key, put.value = key, value
+        if lease:
+            put.lease = lease
+        req.failure.add().request_range.key = key
+        r = await self.txn(req)
+        kv = None
+        if not r.succeeded:
+            kvs = r.responses[0].response_range.kvs
+            kv = kvs[0] if kvs else None
+        return CasResult(r.succeeded, r.header.revision, kv)
 
     async def compact(self, revision: int, physical: bool = False) -> pb.CompactionResponse:
         return await self.transport.unary(
@@ -185,6 +210,9 @@ class LocalTransport:
 
     async def unary(self, method: str, request):
         return await getattr(self.server, _LOCAL[method])(request)
+
+    def cas_put(self, key: bytes, value: bytes, lease: int, mod_revision: int):
+        return self.server.cas_put_nowait(key, value, lease, mod_revision)
 
     async def keep_alive_once(self, lease_id: int) -> int:
         try:

@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator
 
 from kcore.durations import parse_duration
-from kcore.store import bootstrap, errors, snapfile
+from kcore.store import bootstrap, cas, errors, snapfile
 from kcore.store.apply import (
     Alarms,
     Applied,
@@ -32,6 +32,7 @@ from kcore.store.apply import (
     range_response,
 )
 from kcore.store.backend import DB_FILE, Backend
+from kcore.store.cas import CasResult, varint
 from kcore.store.config import ServerConfig, check_url, member_id
 from kcore.store.disk import fsync_dir
 from kcore.store.lease import Lessor
@@ -335,9 +336,14 @@ class EtcdServer:
         """Propose one request (`kind` names an InternalRequest field: "put", "txn",
         ...) and return a future for its response, header filled, or its StoreError.
         No coroutine and no Task per request: front ends chain a callback on it."""
+        return self._submit_body(kind, msg.SerializeToString(), kind, msg)
+
+    def _submit_body(self, field: str, body: bytes, kind: str, msg) -> asyncio.Future:
+        """submit() of a request whose wire body (the InternalRequest `field`) is
+        already encoded; `kind` and `msg` are what this member applies it from."""
         self._check_running()
         rid = self.idgen.next()
-        data = encode_request(rid, kind, msg)
+        data = encode_request(rid, field, body)
         if len(data) > self.cfg.max_request_bytes:
             raise errors.RequestTooLarge()
         fut = Pending(loop=asyncio.get_running_loop())
@@ -421,7 +427,9 @@ class EtcdServer:
             if res.error is not None:
                 fut.set_exception(res.error)
             else:
-                resp = None if res.response is None else fill(res.response, res.rev)
+                resp = res.response
+                if resp is not None and type(resp) is not CasResult:
+                    resp = fill(resp, res.rev)
                 fut.set_result(resp)
                 cb = fut.on_result
                 if cb is not None:
@@ -656,6 +664,18 @@ class EtcdServer:
         if size:
             self._check_space(size)
         return self.submit("txn", r)
+
+    def cas_put_nowait(self, key: bytes, value: bytes, lease: int, mod_revision: int
+                       ) -> asyncio.Future:
+        """`txn_nowait` of the txn "if mod_revision(key) == mod_revision then put(key,
+        value, lease) else range(key)" (see kcore.store.cas), given as its fields:
+        the same request in the log, the same checks and outcome; the future's
+        result is a CasResult."""
+        if not key:
+            raise errors.EmptyKey()
+        self._check_space(len(key) + len(value) + 1)
+        return self._submit_body("txn", cas.encode_txn(key, value, lease, mod_revision),
+                                 "cas", (key, value, lease, mod_revision))
 
     async def put(self, r: pb.PutRequest) -> pb.PutResponse:
         return await self.put_nowait(r)
@@ -1007,20 +1027,10 @@ _FIELD_TAG = {f.name: bytes([(f.number << 3) | 2]) if f.number < 16 else
               for f in InternalRequest.DESCRIPTOR.fields if f.message_type is not None}
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def encode_request(rid: int, kind: str, msg) -> bytes:
-    """An InternalRequest's wire bytes built from the client's message: field 1 (ID)
-    then the one request field; no copy of the message into a new object."""
-    body = msg.SerializeToString()
-    return b"\x08" + _varint(rid) + _FIELD_TAG[kind] + _varint(len(body)) + body
+def encode_request(rid: int, field: str, body: bytes) -> bytes:
+    """An InternalRequest's wire bytes from its request field's encoded body: field 1
+    (ID) then the one request field; no copy of the message into a new object."""
+    return b"\x08" + varint(rid) + _FIELD_TAG[field] + varint(len(body)) + body
 
 
 def _request_id(data: bytes) -> int:
