@@ -62,6 +62,7 @@ class WatchHub:
         self.mvcc = mvcc
         self.by_key: dict[bytes, set[Watcher]] = {}
         self.ranged: set[Watcher] = set()
+        self._spans: list[tuple[Watcher, bytes, bytes]] | None = None  # of `ranged`
         self.unsynced: set[Watcher] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -78,7 +79,9 @@ class WatchHub:
 
     def remove(self, w: Watcher) -> None:
         self.unsynced.discard(w)
-        self.ranged.discard(w)
+        if w in self.ranged:
+            self.ranged.discard(w)
+            self._spans = None
         s = self.by_key.get(w.key)
         if s is not None:
             s.discard(w)
@@ -91,6 +94,7 @@ class WatchHub:
             self.by_key.setdefault(w.key, set()).add(w)
         else:
             self.ranged.add(w)
+            self._spans = None
 
     def _unsync(self, w: Watcher) -> None:
         self.remove(w)
@@ -107,7 +111,10 @@ class WatchHub:
         if not changes:
             return
         per: dict[Watcher, list[Change]] = {}
-        by_key, ranged = self.by_key, self.ranged
+        by_key = self.by_key
+        spans = self._spans
+        if spans is None:       # Watcher.matches, unrolled: (watcher, key, end) each
+            spans = self._spans = [(w, w.key, w.end) for w in self.ranged]
         for ch in changes:
             k = ch.kv.key
             ws = by_key.get(k)
@@ -115,8 +122,8 @@ class WatchHub:
                 for w in ws:
                     if w.wants(ch):
                         per.setdefault(w, []).append(ch)
-            for w in ranged:
-                if w.matches(k) and w.wants(ch):
+            for w, start, end in spans:
+                if k >= start and (not end or k < end) and w.wants(ch):
                     per.setdefault(w, []).append(ch)
         if not per:
             return
