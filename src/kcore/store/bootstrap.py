@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from kcore.store import snapfile
 from kcore.store.config import ServerConfig, cluster_id, member_id
+from kcore.store.disk import fsync_dir
 from kcore.store.raft.log import MemoryStorage
 from kcore.store.raft.messages import (
     ConfState,
@@ -25,7 +26,7 @@ from kcore.store.raft.messages import (
     encode_snapshot,
 )
 from kcore.store.rpc.pb import rpc_pb2 as pb
-from kcore.store.wal import WAL, WalSnapshot
+from kcore.store.wal import WAL, SnapshotNotFound, WalSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +47,6 @@ class Boot:
     new: bool = False
 
 
-def load_snapshot(snap_dir: str) -> Snapshot:
-    found = snapfile.load_newest(snap_dir)
-    if found is None:
-        return Snapshot()
-    term, index, payload = found
-    try:
-        snap = decode_snapshot(payload)
-    except Exception:  # noqa: BLE001 - a one-member store's snapshot (no raft payload)
-        snap = Snapshot(index=index, term=term, data=payload)
-    return snap
-
-
 def save_snapshot(snap_dir: str, snap: Snapshot) -> None:
     snapfile.save(snap_dir, snap.term, snap.index, encode_snapshot(snap))
 
@@ -72,11 +61,44 @@ def _storage(snap: Snapshot, hs: HardState, entries: list) -> MemoryStorage:
     return st
 
 
+def _snapshots(snap_dir: str):
+    """The snapshot files that check out, newest first (Snapshot() if none)."""
+    found = False
+    for name in snapfile.names(snap_dir):
+        path = os.path.join(snap_dir, name)
+        try:
+            term, index, payload = snapfile.load(path)
+        except snapfile.SnapfileError as e:
+            log.warning("snap: %s is corrupt (%s); renaming it to %s.broken", path, e, name)
+            os.rename(path, path + ".broken")
+            fsync_dir(snap_dir)
+            continue
+        found = True
+        try:
+            yield decode_snapshot(payload)
+        except Exception:  # noqa: BLE001 - a one-member store's snapshot (no raft payload)
+            yield Snapshot(index=index, term=term, data=payload)
+    if not found:
+        yield Snapshot()
+
+
 def restart(cfg: ServerConfig) -> Boot:
-    """An existing member: the snapshot file, then the WAL after it."""
-    snap = load_snapshot(cfg.snap_dir)
-    wal = WAL.open(cfg.wal_dir, WalSnapshot(snap.index, snap.term),
-                   segment_bytes=cfg.wal_segment_bytes)
+    """An existing member: the newest snapshot the WAL has a marker for, then the
+    WAL after it. A snapshot file is written before its WAL marker (as etcd does:
+    a marker never names a missing file), so a crash between the two leaves a
+    newer file the WAL does not know; like etcd, start from an older one."""
+    first: SnapshotNotFound | None = None
+    for snap in _snapshots(cfg.snap_dir):
+        try:
+            wal = WAL.open(cfg.wal_dir, WalSnapshot(snap.index, snap.term),
+                           segment_bytes=cfg.wal_segment_bytes)
+        except SnapshotNotFound as e:
+            first = first or e
+            log.warning("snapshot at index %d: %s; trying an older one", snap.index, e)
+            continue
+        break
+    else:
+        raise first
     metadata, hs, entries = wal.read_all()
     meta = json.loads(metadata.decode())
     storage = _storage(snap, HardState(hs.term, hs.vote, hs.commit), entries)
