@@ -53,31 +53,31 @@ class Head:
         self.length, self.keep_alive = length, keep_alive
 
 
+_WS = " \t\n\r\x0b\x0c"      # what bytes.strip() strips: ASCII whitespace only
+
+
 def parse_head(head: bytes) -> Head | None:
     """The request line and headers (without the blank line), or None for anything
-    this front does not serve itself (aiohttp then parses it, and judges it)."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or parts[2] != b"HTTP/1.1" or not parts[1].startswith(b"/"):
+    this front does not serve itself (aiohttp then parses it, and judges it).
+    The head is decoded once (latin-1, as HTTP field values are)."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or parts[2] != "HTTP/1.1" or not parts[1].startswith("/"):
         return None
-    try:
-        method, target = parts[0].decode("ascii"), parts[1].decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    if method not in FAST_METHODS:
+    method, target = parts[0], parts[1]
+    if method not in FAST_METHODS or not target.isascii():
         return None
     headers: list[tuple[str, str]] = []
     length = -1
     keep_alive = True
     for ln in lines[1:]:
-        name, sep, value = ln.partition(b":")
-        if not sep or not name or name != name.strip() or ln[:1] in (b" ", b"\t"):
+        name, sep, value = ln.partition(":")
+        if not sep or not name or name != name.strip(_WS) or ln[:1] in (" ", "\t"):
             return None                       # malformed or folded: aiohttp answers it
-        n = name.decode("latin-1")
-        v = value.strip().decode("latin-1")
-        low = n.lower()
+        v = value.strip(_WS)
+        low = name.lower()
         if low == "content-length":
-            if not v.isdigit() or (length >= 0 and int(v) != length):
+            if not (v.isascii() and v.isdigit()) or (length >= 0 and int(v) != length):
                 return None
             length = int(v)
         elif low in ("transfer-encoding", "upgrade", "expect"):
@@ -88,7 +88,7 @@ def parse_head(head: bytes) -> Head | None:
                 return None
             if "close" in tokens:
                 keep_alive = False
-        headers.append((n, v))
+        headers.append((name, v))
     return Head(method, target, headers, max(length, 0), keep_alive)
 
 
