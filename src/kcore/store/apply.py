@@ -133,15 +133,7 @@ class Applier:
         if lease and self.lessor.lookup(lease) is None:
             raise errors.LeaseNotFound()
         wt = WriteTxn(mvcc, txn)
-        if lease:
-            ch = wt.put(key, value, lease)
-            if ch.prev_lease and ch.prev_lease != lease:
-                self.lessor.detach(ch.prev_lease, key)
-            self.lessor.attach(lease, key)
-        else:
-            ch = wt.put_plain(key, value)
-            if ch.prev_lease:
-                self.lessor.detach(ch.prev_lease, key)
+        self._write_put(wt, key, value, lease)
         rev = mvcc.rev = wt.main
         return Applied(CasResult(True, rev), changes=wt.changes, rev=rev)
 
@@ -167,9 +159,7 @@ class Applier:
         if resp is None:
             resp = pb.PutResponse()
         if _plain_put(r):
-            ch = wt.put_plain(r.key, r.value)      # nothing to look up
-            if ch.prev_lease:
-                self.lessor.detach(ch.prev_lease, r.key)
+            self._write_put(wt, r.key, r.value, 0)      # nothing to look up
             return resp
         rec = self._check_put(r)
         value, lease = r.value, r.lease
@@ -180,17 +170,23 @@ class Applier:
             value = prev.value
         if r.ignore_lease:
             lease = rec.lease
-        ch = wt.put(r.key, value, lease)
-        if ch.prev_lease != lease:
-            if ch.prev_lease:
-                self.lessor.detach(ch.prev_lease, r.key)
-            if lease:
-                self.lessor.attach(lease, r.key)
-        elif lease:
-            self.lessor.attach(lease, r.key)
+        self._write_put(wt, r.key, value, lease)
         if r.prev_kv and prev is not None:
             resp.prev_kv.CopyFrom(prev)
         return resp
+
+    def _write_put(self, wt: WriteTxn, key: bytes, value: bytes, lease: int) -> None:
+        """Write one put of a checked request and move the key between leases: off
+        its old one, onto `lease` (0: none; the flattened `put_plain`)."""
+        if not lease:
+            ch = wt.put_plain(key, value)
+            if ch.prev_lease:
+                self.lessor.detach(ch.prev_lease, key)
+            return
+        ch = wt.put(key, value, lease)
+        if ch.prev_lease and ch.prev_lease != lease:
+            self.lessor.detach(ch.prev_lease, key)
+        self.lessor.attach(lease, key)
 
     def delete_range(self, wt: WriteTxn, r: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
         resp = pb.DeleteRangeResponse()

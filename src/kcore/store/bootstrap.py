@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 from kcore.store import snapfile
 from kcore.store.config import ServerConfig, cluster_id, member_id
-from kcore.store.disk import fsync_dir
 from kcore.store.raft.log import MemoryStorage
 from kcore.store.raft.messages import (
     ConfState,
@@ -64,15 +63,7 @@ def _storage(snap: Snapshot, hs: HardState, entries: list) -> MemoryStorage:
 def _snapshots(snap_dir: str):
     """The snapshot files that check out, newest first (Snapshot() if none)."""
     found = False
-    for name in snapfile.names(snap_dir):
-        path = os.path.join(snap_dir, name)
-        try:
-            term, index, payload = snapfile.load(path)
-        except snapfile.SnapfileError as e:
-            log.warning("snap: %s is corrupt (%s); renaming it to %s.broken", path, e, name)
-            os.rename(path, path + ".broken")
-            fsync_dir(snap_dir)
-            continue
+    for term, index, payload in snapfile.load_all(snap_dir):
         found = True
         try:
             yield decode_snapshot(payload)

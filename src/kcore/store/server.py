@@ -395,7 +395,7 @@ class EtcdServer:
                     continue
                 data = e.data
                 if data:
-                    w = inflight.pop(data[1:11], None) if data[0] == 8 else None
+                    w = inflight.pop(_request_key(data), None)
                     if w is not None:
                         kind, msg = w[1], w[2]
                     else:
@@ -452,8 +452,7 @@ class EtcdServer:
         """Whether every entry is a request made through this member (a client here
         waits for it)."""
         inflight = self._inflight
-        return all(e.data and e.data[0] == 8 and e.data[1:11] in inflight
-                   for e in entries)
+        return all(e.data and _request_key(e.data) in inflight for e in entries)
 
     def apply_conf_change(self, entry, cc: ConfChange, cs: ConfState) -> None:
         self.conf_state = cs
@@ -1039,8 +1038,9 @@ def _request_key(data: bytes) -> bytes:
     """What identifies a proposed request's entry: the ten bytes after its first
     (field 1, the ID, comes first: its varint and whatever follows it, the same
     for the same entry). A varint is prefix-free and IDs are unique, so two
-    entries never share them; slicing costs a fraction of decoding the varint."""
-    return data[1:11]
+    entries never share them; slicing costs a fraction of decoding the varint.
+    b"" (no proposal's key) for data that does not start with an ID."""
+    return data[1:11] if data[:1] == b"\x08" else b""
 
 
 def _replace_db(snap_dir: str, path: str) -> None:

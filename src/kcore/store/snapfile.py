@@ -9,8 +9,8 @@ Each holds a small payload the server gives (membership and the like), framed::
          payload
     u32  CRC-32C of everything before it
 
-`save` is atomic (temp file, fsync, rename, directory fsync). `load_newest`
-returns the newest file that checks out; a file that does not is renamed to
+`save` is atomic (temp file, fsync, rename, directory fsync). `load_all`
+gives the files that check out, newest first (`load_newest` the first of them); a file that does not is renamed to
 ``<name>.broken`` and skipped, as etcd does.
 """
 from __future__ import annotations
@@ -96,17 +96,24 @@ def load(path: str) -> tuple[int, int, bytes]:
     return term, index, payload
 
 
-def load_newest(dirpath: str) -> tuple[int, int, bytes] | None:
-    """The newest snapshot that checks out, or None. Broken ones become ``.broken``."""
+def load_all(dirpath: str):
+    """(term, index, payload) of each snapshot file that checks out, newest first.
+    Broken ones become ``.broken``."""
     for name in names(dirpath):
         path = os.path.join(dirpath, name)
         try:
-            return load(path)
+            found = load(path)
         except SnapfileError as e:
             log.warning("snap: %s is corrupt (%s); renaming it to %s.broken", path, e, name)
             os.rename(path, path + ".broken")
             fsync_dir(dirpath)
-    return None
+            continue
+        yield found
+
+
+def load_newest(dirpath: str) -> tuple[int, int, bytes] | None:
+    """The newest snapshot that checks out, or None. Broken ones become ``.broken``."""
+    return next(load_all(dirpath), None)
 
 
 def purge(dirpath: str, keep: int = 5) -> list[str]:
