@@ -504,6 +504,7 @@ async def run_pods(args, base: str, procs: dict, progress: Progress, surl: str,
     await synced.wait()
     await asyncio.sleep(0.2)
     profilers = start_profilers(args, pids, root) if args.profile else {}
+    perf = start_perf(args, pids["apiserver"]) if args.perf else None
     cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
     me0, (busy0, tot0) = self_cpu(), machine_busy()
     t0 = time.perf_counter()
@@ -519,6 +520,8 @@ async def run_pods(args, base: str, procs: dict, progress: Progress, surl: str,
     rss = {name: peak_rss_mb(pid) for name, pid in pids.items()}
     me1, (busy1, tot1) = self_cpu(), machine_busy()
     profiles = stop_profilers(profilers)
+    if perf is not None:
+        stop_perf(perf)
     tick.cancel()
     wtask.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -712,6 +715,28 @@ def start_profilers(args, pids: dict[str, int], root: str) -> dict:
     return out
 
 
+def start_perf(args, pid: int):
+    """`perf record` of the API server during the pods phase (C and kernel level:
+    the interpreter, the garbage collector, malloc, page faults, syscalls)."""
+    exe = shutil.which("perf")
+    if exe is None:
+        console.print("[yellow]perf not found: no perf profile")
+        return None
+    path = os.path.abspath(args.perf)
+    console.print(f"perf profile of the API server: {path} (perf report -i {path})")
+    return subprocess.Popen([exe, "record", "-F", "499", "-g", "-p", str(pid), "-o", path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_perf(p) -> None:
+    p.send_signal(signal.SIGINT)
+    try:
+        p.wait(30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
 def stop_profilers(profilers: dict) -> dict:
     res = {}
     for name, (p, path) in profilers.items():
@@ -888,6 +913,8 @@ def main() -> int:
                     "the pods phase; top functions go to the JSON")
     ap.add_argument("--profile-rate", type=int, default=97, help="py-spy samples per second")
     ap.add_argument("--profile-dir", default="", help="keep the collapsed stacks here")
+    ap.add_argument("--perf", default="", metavar="FILE",
+                    help="`perf record` the API server during the pods phase into FILE")
     ap.add_argument("--out", default="", help="JSON path (PNG next to it)")
     ap.add_argument("--data-root", default="", help="parent of the temp data dir")
     args = ap.parse_args()
