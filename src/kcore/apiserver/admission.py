@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from kcore.api import errors as E
 from kcore.api.quantity import QuantityError, format_quantity, is_binary, parse_quantity
-from kcore.apiserver.registry import Attributes, Extras, encode_value
+from kcore.apiserver.registry import Attributes, Extras
 from kcore.apiserver.storage import Cond, Put
+from kcore.apiserver.stored import encode_value
 
 if TYPE_CHECKING:
     from kcore.apiserver.server import APIServer

@@ -443,13 +443,18 @@ class Handlers:
         k = reg.kind
         first_table = [True]
 
-        def encode(ev) -> bytes:
+        def encode(batch) -> bytes:
+            out: list = []
             if not as_table:
-                return ev.line()
-            t = tables.table(k.plural, [ev.entry.obj], str(ev.rev), include,
-                             columns=first_table[0])
-            first_table[0] = False
-            return dumps({"type": ev.type, "object": t}) + b"\n"
+                for ev in batch:
+                    ev.parts(out)
+                return b"".join(out)
+            for ev in batch:
+                t = tables.table(k.plural, [ev.entry.obj], str(ev.rev), include,
+                                 columns=first_table[0])
+                first_table[0] = False
+                out.append(dumps({"type": ev.type, "object": t}) + b"\n")
+            return b"".join(out)
 
         def bookmark(rev: int, end: bool = False) -> bytes:
             md: dict = {"resourceVersion": str(rev)}
@@ -463,13 +468,10 @@ class Handlers:
         try:
             resp.enable_chunked_encoding()
             await resp.prepare(request)
-            chunks = [encode(ev) for ev in backlog]
+            data = encode(backlog)
             if initial and bookmarks and send_initial is not None:
-                chunks.append(bookmark(reg.cache.rev, True))
-            if chunks:
-                await resp.write(b"".join(chunks))
-            else:
-                await resp.write(b"")
+                data += bookmark(reg.cache.rev, True)
+            await resp.write(data)
             deadline = time.monotonic() + timeout
             interval = self.s.config.bookmark_interval
             next_bm = time.monotonic() + interval
@@ -484,7 +486,7 @@ class Handlers:
                 if batch is None:
                     break
                 if batch:
-                    await resp.write(b"".join(encode(ev) for ev in batch))
+                    await resp.write(encode(batch))
                 elif bookmarks and time.monotonic() >= next_bm:
                     await resp.write(bookmark(reg.cache.rev))
                     next_bm = time.monotonic() + interval

@@ -24,6 +24,7 @@ from kcore.api import labels as L
 from kcore.api.kinds import Kind
 from kcore.api.meta import generate_name, new_uid, rfc3339
 from kcore.apiserver.storage import KV, Cond, Delete, Put, StorageCompacted
+from kcore.apiserver.stored import decode_value, encode_value
 from kcore.apiserver.watchcache import Entry, TooOld, WatchCache
 
 if TYPE_CHECKING:
@@ -85,25 +86,6 @@ class ListResult:
     cont: str = ""
     remaining: int | None = None
     entries: list | None = None     # cache entries of items (their JSON is cached)
-
-
-def decode_value(value: bytes, rev: int) -> dict:
-    obj = orjson.loads(value)
-    md = obj.get("metadata")
-    if md is None:
-        md = obj["metadata"] = {}
-    md["resourceVersion"] = str(rev)
-    return obj
-
-
-def encode_value(obj: dict) -> bytes:
-    md = obj.get("metadata") or {}
-    rv = md.pop("resourceVersion", None)
-    try:
-        return orjson.dumps(obj)
-    finally:
-        if rv is not None:
-            md["resourceVersion"] = rv
 
 
 def encode_continue(rv: int, start: bytes) -> str:

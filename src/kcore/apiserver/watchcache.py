@@ -17,21 +17,25 @@ from collections.abc import Callable
 import orjson
 
 from kcore.apiserver.storage import Storage, StorageCompacted
+from kcore.apiserver.stored import decode_value, json_at
 
 log = logging.getLogger(__name__)
 
 
 class Entry:
-    """One object at one revision. `obj` is shared: never mutate it."""
+    """One object at one revision. `obj` is shared: never mutate it. `raw`, when
+    given, is the stored value `obj` was decoded from (`stored.decode_value`): its
+    JSON is then spliced from those bytes instead of encoding `obj` again."""
 
-    __slots__ = ("_json", "key", "name", "ns", "obj", "rev")
+    __slots__ = ("_json", "_raw", "key", "name", "ns", "obj", "rev")
 
-    def __init__(self, key: bytes, obj: dict, rev: int):
+    def __init__(self, key: bytes, obj: dict, rev: int, raw: bytes | None = None):
         self.key, self.obj, self.rev = key, obj, rev
         md = obj.get("metadata") or {}
         self.ns = md.get("namespace", "")
         self.name = md.get("name", "")
         self._json: bytes | None = None
+        self._raw = raw
 
     @property
     def labels(self) -> dict:
@@ -40,24 +44,40 @@ class Entry:
     def json(self) -> bytes:
         j = self._json
         if j is None:
-            j = self._json = orjson.dumps(self.obj)
+            raw = self._raw
+            if raw is not None:
+                self._raw = None
+                j = json_at(raw, self.rev)
+            if j is None:
+                j = orjson.dumps(self.obj)
+            self._json = j
         return j
 
 
+_EVENT_HEAD = {t: b'{"type":"' + t.encode() + b'","object":'
+               for t in ("ADDED", "MODIFIED", "DELETED")}
+_EVENT_TAIL = b"}\n"
+
+
 class Event:
-    __slots__ = ("_lines", "entry", "prev", "rev", "type")
+    __slots__ = ("entry", "prev", "rev", "type")
 
     def __init__(self, type_: str, entry: Entry, prev: Entry | None, rev: int):
         self.type, self.entry, self.prev, self.rev = type_, entry, prev, rev
-        self._lines: bytes | None = None
+
+    def parts(self, out: list) -> None:
+        """Append the newline-terminated JSON watch event, in pieces, to `out`: a
+        stream joins a batch's pieces once (the object's JSON is cached on its entry;
+        a joined line per event, kept in the history, would be a second copy of it)."""
+        out.append(_EVENT_HEAD[self.type])
+        out.append(self.entry.json())
+        out.append(_EVENT_TAIL)
 
     def line(self) -> bytes:
-        """The newline-terminated JSON watch event, built once for all watchers."""
-        b = self._lines
-        if b is None:
-            b = self._lines = (b'{"type":"' + self.type.encode() + b'","object":'
-                               + self.entry.json() + b"}\n")
-        return b
+        """The newline-terminated JSON watch event."""
+        out: list = []
+        self.parts(out)
+        return b"".join(out)
 
 
 class TooOld(Exception):
@@ -147,9 +167,11 @@ def _resolve(fut: asyncio.Future) -> None:
 
 
 class WatchCache:
-    def __init__(self, storage: Storage, prefix: bytes, decode: Callable[[bytes, int], dict],
+    def __init__(self, storage: Storage, prefix: bytes,
+                 decode: Callable[[bytes, int], dict] = decode_value,
                  capacity: int = 100_000, name: str = ""):
         self.storage, self.prefix, self.decode = storage, prefix, decode
+        self._splice = decode is decode_value   # entries keep their value for json()
         self.name = name or prefix.decode()
         self.capacity = capacity
         self.objects: dict[bytes, Entry] = {}
@@ -236,7 +258,8 @@ class WatchCache:
             for kv in kvs:
                 try:
                     objects[kv.key] = Entry(kv.key, self.decode(kv.value, kv.mod_revision),
-                                            kv.mod_revision)
+                                            kv.mod_revision,
+                                            kv.value if self._splice else None)
                 except Exception as e:  # noqa: BLE001 - undecodable value: skip, say so
                     log.warning("cache %s: cannot decode %r: %s", self.name, kv.key, e)
             if not more or not kvs:
@@ -269,7 +292,7 @@ class WatchCache:
                     except Exception as ex:  # noqa: BLE001
                         log.warning("cache %s: cannot decode %r: %s", self.name, e.key, ex)
                         continue
-                ent = Entry(e.key, obj, e.mod_revision)
+                ent = Entry(e.key, obj, e.mod_revision, e.value if self._splice else None)
                 if prev is None:
                     self._sorted = None
                 self.objects[e.key] = ent
