@@ -136,10 +136,13 @@ class APIServer:
                 secure_sock.close()
             raise
         # Long-lived cached objects would make every full GC walk the whole cache; move
-        # what exists now out of the collector's view and collect young objects less often.
+        # what exists now out of the collector's view and collect young objects less often:
+        # each young collection also walks the state of every request in flight, and with
+        # 200,000 (not 50,000) the e2e benchmark's collections took 1.4 s instead of
+        # 2.2 s per 90,000 pods, the longest pause 178 ms instead of 577 ms.
         gc.collect()
         gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
+        gc.set_threshold(200_000, 20, 100)
         if serve and self.config.insecure_port >= 0:
             from kcore.apiserver.app import make_app
             app = make_app(self)
