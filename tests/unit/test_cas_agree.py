@@ -7,12 +7,13 @@ from __future__ import annotations
 import shutil
 import tempfile
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kcore.store.apply import Alarms, Applier
 from kcore.store.backend import Backend
-from kcore.store.cas import encode_txn
+from kcore.store.cas import encode_txn, encode_txn_ref
 from kcore.store.keyindex import MAIN_SHIFT
 from kcore.store.lease import Lessor
 from kcore.store.mvcc import MVCC
@@ -40,8 +41,35 @@ def reference_request(key: bytes, value: bytes, lease: int, mod: int) -> pb.TxnR
        lease=st.integers(-(1 << 63), (1 << 63) - 1),
        mod=st.integers(-(1 << 63), (1 << 63) - 1))
 def test_encoding_is_the_txn_requests(key, value, lease, mod):
-    assert encode_txn(key, value, lease, mod) == \
-        reference_request(key, value, lease, mod).SerializeToString()
+    want = reference_request(key, value, lease, mod).SerializeToString()
+    assert encode_txn_ref(key, value, lease, mod) == want
+    assert encode_txn(key, value, lease, mod) == want      # the native kernel when built
+
+
+@settings(max_examples=300, deadline=None)
+@given(rid=st.integers(0, (1 << 64) - 1), body=st.binary(max_size=3000),
+       field=st.sampled_from(["put", "txn", "delete_range", "lease_grant", "compaction"]))
+def test_request_encoding_native_and_reference_agree(rid, body, field):
+    from kcore.store.rpc.pb import internal_pb2
+    from kcore.store.server import _FIELD_TAG, encode_request, encode_request_ref
+    native = pytest.importorskip("kcore._native.casenc")
+    tag = _FIELD_TAG[field]
+    ref = encode_request_ref(rid, tag, body)
+    assert native.encode_request(rid, tag, body) == ref == encode_request(rid, field, body)
+    if field == "txn":          # what the store decodes it as
+        txn = encode_txn(b"k", body, 3, 0)
+        req = internal_pb2.InternalRequest.FromString(encode_request(rid, field, txn))
+        assert req.ID == rid and req.txn.success[0].request_put.value == body
+
+
+def test_native_encoders_refuse_what_they_cannot_encode():
+    native = pytest.importorskip("kcore._native.casenc")
+    with pytest.raises(OverflowError):
+        native.encode_txn(b"k", b"v", 1 << 63, 0)
+    with pytest.raises(TypeError):
+        native.encode_txn(None, b"v", 0, 0)
+    with pytest.raises(OverflowError):
+        native.encode_request(-1, b"\x12", b"")
 
 
 class Store:

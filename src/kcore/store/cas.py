@@ -10,7 +10,9 @@ directly (what goes into the raft log and the WAL, identical to
 following the leader applies it as any txn), and `Applier.cas_put` applies it
 from these fields with the same outcome as `Applier.txn` — the generic path
 is the reference, and the tests check they agree. What the caller gets back
-is a `CasResult`, not a TxnResponse.
+is a `CasResult`, not a TxnResponse. `encode_txn` is the native kernel
+(kcore._native.casenc) when built, else `encode_txn_ref`; they agree byte for byte
+(tests/unit/test_cas_agree.py).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ def _field(tag: int, body: bytes) -> bytes:
     return bytes((tag,)) + varint(len(body)) + body
 
 
-def encode_txn(key: bytes, value: bytes, lease: int, mod_revision: int) -> bytes:
+def encode_txn_ref(key: bytes, value: bytes, lease: int, mod_revision: int) -> bytes:
     """The TxnRequest {compare: [key MOD == mod_revision], success: [put key value
     lease], failure: [range key]} on the wire."""
     k = _field(0x1A, key)                                   # Compare.key (3)
@@ -47,6 +49,12 @@ def encode_txn(key: bytes, value: bytes, lease: int, mod_revision: int) -> bytes
     success = _field(0x12, put)                             # RequestOp.request_put (2)
     failure = _field(0x0A, _field(0x0A, key))               # RequestOp.request_range (1)
     return _field(0x0A, compare) + _field(0x12, success) + _field(0x1A, failure)
+
+
+try:
+    from kcore._native.casenc import encode_txn
+except ImportError:  # not built: the reference has the same contract
+    encode_txn = encode_txn_ref
 
 
 class CasResult:

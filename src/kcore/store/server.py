@@ -1028,10 +1028,22 @@ _FIELD_TAG = {f.name: bytes([(f.number << 3) | 2]) if f.number < 16 else
               for f in InternalRequest.DESCRIPTOR.fields if f.message_type is not None}
 
 
+def encode_request_ref(rid: int, tag: bytes, body: bytes) -> bytes:
+    """An InternalRequest's wire bytes from its request field's key (`tag`) and
+    encoded body: field 1 (ID) then the one request field; no copy of the message
+    into a new object. kcore._native.casenc.encode_request when built."""
+    return b"\x08" + varint(rid) + tag + varint(len(body)) + body
+
+
+try:
+    from kcore._native.casenc import encode_request as _encode_request
+except ImportError:  # not built: the reference has the same contract
+    _encode_request = encode_request_ref
+
+
 def encode_request(rid: int, field: str, body: bytes) -> bytes:
-    """An InternalRequest's wire bytes from its request field's encoded body: field 1
-    (ID) then the one request field; no copy of the message into a new object."""
-    return b"\x08" + varint(rid) + _FIELD_TAG[field] + varint(len(body)) + body
+    """The InternalRequest with ID `rid` and `body` as its request field `field`."""
+    return _encode_request(rid, _FIELD_TAG[field], body)
 
 
 def _request_key(data: bytes) -> bytes:
