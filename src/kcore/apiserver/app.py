@@ -79,22 +79,16 @@ def request_info(request: web.Request) -> RequestInfo:
     path = request.path
     parts = [p for p in path.split("/") if p]
     verb = VERBS.get(request.method, request.method.lower())
+    if not parts or parts[0] not in ("api", "apis") or len(parts) < (
+            3 if parts[0] == "api" else 4):
+        return RequestInfo(path=path, verb=request.method.lower())   # kube: the method
     info = RequestInfo(path=path, verb=verb)
-    nonresource = RequestInfo(path=path, verb=request.method.lower())   # kube: the method
-    if not parts or parts[0] not in ("api", "apis"):
-        return nonresource
     if parts[0] == "api":
-        if len(parts) < 2:
-            return nonresource
         rest = parts[2:]
         info.api_prefix, info.version = "api", parts[1]
     else:
-        if len(parts) < 3:
-            return nonresource
         rest = parts[3:]
         info.api_prefix, info.group, info.version = "apis", parts[1], parts[2]
-    if not rest:
-        return nonresource
     info.is_resource = True
     watch_prefix = False
     if rest[0] == "watch":

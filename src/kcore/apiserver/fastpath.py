@@ -96,8 +96,7 @@ def fast_route(method: str, path: str, query: MultiDictProxy):
     """The RequestInfo of a call the handlers answer with a plain web.Response (no
     stream), else None."""
     from kcore.apiserver.app import request_info
-    parts = [p for p in path.split("/") if p]
-    if not parts or parts[0] not in FAST_NONRESOURCE:
+    if path.lstrip("/").split("/", 1)[0] not in FAST_NONRESOURCE:   # the first segment
         return None
     info = request_info(_RouteProbe(method, path, query))
     if info.verb == "watch" or info.subresource.split("/", 1)[0] in STREAMING:
