@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +48,10 @@ class TxnResult:
     current: dict[bytes, KV | None] = field(default_factory=dict)  # on failure: guarded keys now
 
 
-@dataclass(frozen=True, slots=True)
-class WatchEvent:
+class WatchEvent(NamedTuple):
+    """A tuple: made straight from the store client's change tuples (`_make`), and of
+    atoms only, so the collector stops tracking it at its first pass."""
+
     type: str                           # "PUT" | "DELETE"
     key: bytes
     value: bytes                        # b"" for DELETE

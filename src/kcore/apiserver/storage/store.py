@@ -81,9 +81,10 @@ class StoreStorage:
         # no prev_kv: the watch cache holds every object's previous state itself, and
         # asking for it costs the store a read per event (and doubles a remote stream)
         w = self.client.watch_changes(prefix, start_revision=start_revision)
+        make = WatchEvent._make
         try:
             async for batch in w:
-                yield [WatchEvent(*c) for c in batch]
+                yield list(map(make, batch))
         except serr.Compacted as e:
             raise StorageCompacted(getattr(e, "compact_revision", 0)) from None
         finally:
