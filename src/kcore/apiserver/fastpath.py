@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -56,10 +57,11 @@ class Head:
 _WS = " \t\n\r\x0b\x0c"      # what bytes.strip() strips: ASCII whitespace only
 
 
-def parse_head(head: bytes) -> Head | None:
+def parse_head_ref(head: bytes) -> Head | None:
     """The request line and headers (without the blank line), or None for anything
     this front does not serve itself (aiohttp then parses it, and judges it).
-    The head is decoded once (latin-1, as HTTP field values are)."""
+    The head is decoded once (latin-1, as HTTP field values are). `parse_head` is
+    the native kernel (kcore._native.httphead) when built, with the same results."""
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or parts[2] != "HTTP/1.1" or not parts[1].startswith("/"):
@@ -90,6 +92,14 @@ def parse_head(head: bytes) -> Head | None:
                 keep_alive = False
         headers.append((name, v))
     return Head(method, target, headers, max(length, 0), keep_alive)
+
+
+try:
+    from kcore._native.httphead import parse_head as _parse_head_native
+
+    parse_head = functools.partial(_parse_head_native, make=Head)
+except ImportError:  # not built: the reference has the same contract
+    parse_head = parse_head_ref
 
 
 def fast_route(method: str, path: str, query: MultiDictProxy):

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kcore.apiserver.fastpath import fast_route, parse_head
+from kcore.apiserver.fastpath import Head, fast_route, parse_head_ref
 
 from .conftest import running
 
@@ -23,7 +23,26 @@ def api():
 
 
 # -- the head parser and the route filter (pure) -------------------------------------------
-def test_parse_head():
+def _parsers():
+    """The Python reference and, when built, the native kernel (what `parse_head` is)."""
+    out = [parse_head_ref]
+    try:
+        from kcore._native.httphead import parse_head as native
+        out.append(lambda head: native(head, Head))
+    except ImportError:
+        pass
+    return out
+
+
+@pytest.fixture(params=["reference", "native"])
+def parse_head(request):
+    ps = _parsers()
+    if request.param == "native" and len(ps) < 2:
+        pytest.skip("the native head parser is not built")
+    return ps[0] if request.param == "reference" else ps[1]
+
+
+def test_parse_head(parse_head):
     h = parse_head(b"POST /api/v1/namespaces/a/pods?x=1 HTTP/1.1\r\nHost: h\r\n"
                    b"Content-Length: 12\r\nConnection: keep-alive")
     assert (h.method, h.target, h.length, h.keep_alive) == (
@@ -92,10 +111,31 @@ _PIECES = [b"GET", b"POST", b"HEAD", b" ", b"/", b"/api", b"\r\n", b":", b": ", 
        rest=st.lists(st.sampled_from(_PIECES), max_size=16))
 def test_parse_head_agrees_with_the_bytes_parser(first, rest):
     head = first + b"".join(rest)
-    got = parse_head(head)
     want = _parse_head_bytes(head)
-    assert (None if got is None else
-            (got.method, got.target, got.headers, got.length, got.keep_alive)) == want
+    for parse in _parsers():
+        got = parse(head)
+        assert (None if got is None else
+                (got.method, got.target, got.headers, got.length, got.keep_alive)) == want
+
+
+_HEADER_BYTES = st.lists(st.one_of(st.binary(max_size=6), st.sampled_from(
+    [b"\r\n", b":", b" ", b"\t", b"Content-Length", b"CONNECTION", b"Upgrade", b"close",
+     b"0", b"42", b",", b"\xe9", b"\xa0", b"\x0c"])), max_size=24).map(b"".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(head=st.one_of(st.binary(max_size=120), st.tuples(st.sampled_from(
+    [b"GET / HTTP/1.1\r\n", b"PATCH /a%20b?c HTTP/1.1\r\nHost: x\r\n", b"POST / HTTP/1.1"]),
+    _HEADER_BYTES).map(b"".join)))
+def test_native_parse_head_agrees_with_the_reference_on_any_bytes(head):
+    ps = _parsers()
+    if len(ps) < 2:
+        pytest.skip("the native head parser is not built")
+    ref, nat = ps[0](head), ps[1](head)
+    assert (None if ref is None else (ref.method, ref.target, ref.headers, ref.length,
+                                      ref.keep_alive)) == \
+        (None if nat is None else (nat.method, nat.target, nat.headers, nat.length,
+                                   nat.keep_alive))
 
 
 def test_fast_route():
