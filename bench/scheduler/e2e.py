@@ -521,7 +521,7 @@ async def run_pods(args, base: str, procs: dict, progress: Progress, surl: str,
     me1, (busy1, tot1) = self_cpu(), machine_busy()
     profiles = stop_profilers(profilers)
     if perf is not None:
-        stop_perf(perf)
+        stop_profiler(perf)
     tick.cancel()
     wtask.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -728,7 +728,8 @@ def start_perf(args, pid: int):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def stop_perf(p) -> None:
+def stop_profiler(p) -> None:
+    """SIGINT a profiler (py-spy or perf writes its file then), killed if it hangs."""
     p.send_signal(signal.SIGINT)
     try:
         p.wait(30)
@@ -740,12 +741,7 @@ def stop_perf(p) -> None:
 def stop_profilers(profilers: dict) -> dict:
     res = {}
     for name, (p, path) in profilers.items():
-        p.send_signal(signal.SIGINT)
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop_profiler(p)
         res[name] = {"folded": path, **summarize_folded(path)}
     return res
 
