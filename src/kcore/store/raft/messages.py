@@ -1,8 +1,10 @@
 """Raft's immutable values: entries, messages, hard/soft state, snapshots.
 
-Everything here is a frozen, slotted dataclass (or an int enum), so a value
-handed out in a `Ready` can be kept by the driver without copying and can
-never be changed behind the state machine's back.
+Everything here is immutable -- a named tuple (the values made per message:
+entries, messages, hard and soft state; a tuple is built 3-4x faster than a
+frozen dataclass), a frozen dataclass, or an int enum -- so a value handed out
+in a `Ready` can be kept by the driver without copying and can never be
+changed behind the state machine's back.
 
 The module also holds the wire codec the transport and the WAL use
 (`encode_message`/`decode_message`, `encode_entry`/`decode_entry`, ...):
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 import msgpack
 
@@ -70,16 +73,14 @@ class Role(IntEnum):
     PRE_CANDIDATE = 3
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     term: int
     index: int
     type: EntryType = EntryType.NORMAL
     data: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
-class HardState:
+class HardState(NamedTuple):
     """What must be on disk before messages that depend on it are sent."""
 
     term: int = 0
@@ -90,8 +91,7 @@ class HardState:
 EMPTY_HARD_STATE = HardState()
 
 
-@dataclass(frozen=True, slots=True)
-class SoftState:
+class SoftState(NamedTuple):
     """Volatile, for the driver's information only (never persisted)."""
 
     leader: int = NONE
@@ -144,8 +144,7 @@ class ReadState:
     request_ctx: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     type: MessageType
     to: int = NONE
     from_: int = NONE
@@ -166,8 +165,13 @@ def _entry_tuple(e: Entry) -> tuple:
     return (e.term, e.index, int(e.type), e.data)
 
 
+_ENTRY_TYPES = {int(t): t for t in EntryType}       # a dict lookup, not an enum call
+_MESSAGE_TYPES = {int(t): t for t in MessageType}
+
+
 def _entry_from(t) -> Entry:
-    return Entry(t[0], t[1], EntryType(t[2]), t[3])
+    et = _ENTRY_TYPES.get(t[2]) if type(t[2]) is int else None
+    return Entry(t[0], t[1], EntryType(t[2]) if et is None else et, t[3])
 
 
 def _snapshot_tuple(s: Snapshot) -> tuple:
@@ -190,9 +194,10 @@ def encode_message(m: Message) -> bytes:
 def decode_message(data: bytes) -> Message:
     (t, to, frm, term, log_term, index, ents, commit, snap, reject, hint,
      ctx) = msgpack.unpackb(data)
+    mt = _MESSAGE_TYPES.get(t) if type(t) is int else None
     return Message(
-        MessageType(t), to, frm, term, log_term, index,
-        tuple(_entry_from(e) for e in ents), commit,
+        MessageType(t) if mt is None else mt, to, frm, term, log_term, index,
+        tuple([_entry_from(e) for e in ents]) if ents else (), commit,
         None if snap is None else _snapshot_from(snap), reject, hint, ctx,
     )
 
