@@ -44,6 +44,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import confchange
 from .log import (
@@ -116,8 +117,7 @@ class Config:
             raise ValueError("max inflight messages must be greater than 0")
 
 
-@dataclass(frozen=True, slots=True)
-class Ready:
+class Ready(NamedTuple):
     """What the driver must do now; see the module docstring for the order."""
 
     soft_state: SoftState | None

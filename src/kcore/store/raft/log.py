@@ -353,7 +353,8 @@ class RaftLog:
         return list(self.unstable.entries)
 
     def has_next_committed_entries(self) -> bool:
-        return self.committed + 1 > max(self.applied + 1, self.first_index())
+        c = self.committed
+        return c > self.applied and c >= self.first_index()
 
     def next_committed_entries(self) -> list[Entry]:
         off = max(self.applied + 1, self.first_index())
