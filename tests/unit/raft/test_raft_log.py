@@ -228,3 +228,16 @@ def test_values_are_immutable():
     e = Entry(1, 1)
     with pytest.raises(AttributeError):
         e.term = 2
+
+
+def test_enum_constants_name_their_members():
+    # the hot paths compare against module constants unpacked from the enums in
+    # definition order: each must be the member of its own name
+    from kcore.store.raft import messages, quorum
+    for mod, prefix, enum in ((messages, "MT", messages.MessageType),
+                              (messages, "ENTRY", messages.EntryType),
+                              (messages, "ROLE", messages.Role),
+                              (quorum, "VOTE", quorum.VoteResult),
+                              (quorum, "PS", quorum.ProgressState)):
+        for member in enum:
+            assert getattr(mod, f"{prefix}_{member.name}") is member

@@ -57,14 +57,38 @@ from .log import (
 )
 from .messages import (
     EMPTY_HARD_STATE,
+    ENTRY_CONF_CHANGE,
+    ENTRY_NORMAL,
     LOCAL_MESSAGES,
+    MT_APP,
+    MT_APP_RESP,
+    MT_BEAT,
+    MT_CHECK_QUORUM,
+    MT_HEARTBEAT,
+    MT_HEARTBEAT_RESP,
+    MT_HUP,
+    MT_PRE_VOTE,
+    MT_PRE_VOTE_RESP,
+    MT_PROP,
+    MT_READ_INDEX,
+    MT_READ_INDEX_RESP,
+    MT_SNAP,
+    MT_SNAP_STATUS,
+    MT_TIMEOUT_NOW,
+    MT_TRANSFER_LEADER,
+    MT_UNREACHABLE,
+    MT_VOTE,
+    MT_VOTE_RESP,
     NONE,
     RESPONSE_MESSAGES,
+    ROLE_CANDIDATE,
+    ROLE_FOLLOWER,
+    ROLE_LEADER,
+    ROLE_PRE_CANDIDATE,
     ConfChange,
     ConfChangeType,
     ConfState,
     Entry,
-    EntryType,
     HardState,
     Message,
     ReadState,
@@ -73,7 +97,16 @@ from .messages import (
     SoftState,
 )
 from .messages import MessageType as MT
-from .quorum import Progress, ProgressState, ProgressTracker, VoteResult
+from .quorum import (
+    PS_PROBE,
+    PS_REPLICATE,
+    PS_SNAPSHOT,
+    VOTE_LOST,
+    VOTE_WON,
+    Progress,
+    ProgressTracker,
+    VoteResult,
+)
 
 CAMPAIGN_TRANSFER = b"CampaignTransfer"
 
@@ -207,7 +240,7 @@ class Raft:
         self.term = 0
         self.vote = NONE
         self.lead = NONE
-        self.role = Role.FOLLOWER
+        self.role = ROLE_FOLLOWER
         self.is_learner = False
         self.msgs: list[Message] = []
         self._last_ack: tuple[int, int, int] = (0, 0, 0)   # (term, leader, index)
@@ -234,7 +267,7 @@ class Raft:
             # The application is past the snapshot: those entries are not handed
             # out again, so take their membership changes from the log here.
             for e in self.log.slice(floor + 1, applied + 1):
-                if e.type == EntryType.CONF_CHANGE:
+                if e.type == ENTRY_CONF_CHANGE:
                     self.apply_conf_change(ConfChange.decode(e.data))
             self.log.applied_to(applied)
         self.become_follower(self.term, NONE)
@@ -253,7 +286,7 @@ class Raft:
     def _send(self, type_: MT, to: int, **kw) -> None:
         # Votes and their responses carry an explicit term; proposals and
         # forwarded read requests travel at term 0 (they are re-stepped).
-        if "term" not in kw and type_ not in (MT.PROP, MT.READ_INDEX):
+        if "term" not in kw and type_ not in (MT_PROP, MT_READ_INDEX):
             kw["term"] = self.term
         if "from_" not in kw:
             kw["from_"] = self.id
@@ -262,7 +295,7 @@ class Raft:
     def _forward(self, m: Message, to: int) -> None:
         self.msgs.append(Message(
             m.type, to, m.from_ or self.id,
-            0 if m.type in (MT.PROP, MT.READ_INDEX) else self.term,
+            0 if m.type in (MT_PROP, MT_READ_INDEX) else self.term,
             m.log_term, m.index, m.entries, m.commit, m.snapshot, m.reject, m.reject_hint,
             m.context))
 
@@ -285,13 +318,13 @@ class Raft:
             return False
         prev_index = pr.next - 1
         if ents:
-            if pr.state == ProgressState.REPLICATE:
+            if pr.state == PS_REPLICATE:
                 last = ents[-1].index
                 pr.optimistic_update(last)
                 pr.inflights.add(last)
             else:
                 pr.probe_sent = True
-        self.msgs.append(Message(MT.APP, to, self.id, self.term, prev_term, prev_index,
+        self.msgs.append(Message(MT_APP, to, self.id, self.term, prev_term, prev_index,
                                  tuple(ents), log.committed))
         return True
 
@@ -305,12 +338,12 @@ class Raft:
         if snap.index == 0:
             raise AssertionError("need a non-empty snapshot")
         pr.become_snapshot(snap.index)
-        self._send(MT.SNAP, to, snapshot=snap)
+        self._send(MT_SNAP, to, snapshot=snap)
         return True
 
     def _send_heartbeat(self, to: int, ctx: bytes) -> None:
         commit = min(self.tracker.progress[to].match, self.log.committed)
-        self._send(MT.HEARTBEAT, to, commit=commit, context=ctx)
+        self._send(MT_HEARTBEAT, to, commit=commit, context=ctx)
 
     def bcast_append(self) -> None:
         for pid in self.tracker.progress:
@@ -350,29 +383,29 @@ class Raft:
     def become_follower(self, term: int, lead: int) -> None:
         self._reset(term)
         self.lead = lead
-        self.role = Role.FOLLOWER
+        self.role = ROLE_FOLLOWER
 
     def become_candidate(self) -> None:
-        if self.role == Role.LEADER:
+        if self.role == ROLE_LEADER:
             raise AssertionError("invalid transition [leader -> candidate]")
         self._reset(self.term + 1)
         self.vote = self.id
-        self.role = Role.CANDIDATE
+        self.role = ROLE_CANDIDATE
 
     def become_pre_candidate(self) -> None:
-        if self.role == Role.LEADER:
+        if self.role == ROLE_LEADER:
             raise AssertionError("invalid transition [leader -> pre-candidate]")
         # Neither the term nor the vote changes: a pre-vote is only a question.
         self.tracker.reset_votes()
         self.lead = NONE
-        self.role = Role.PRE_CANDIDATE
+        self.role = ROLE_PRE_CANDIDATE
 
     def become_leader(self) -> None:
-        if self.role == Role.FOLLOWER:
+        if self.role == ROLE_FOLLOWER:
             raise AssertionError("invalid transition [follower -> leader]")
         self._reset(self.term)
         self.lead = self.id
-        self.role = Role.LEADER
+        self.role = ROLE_LEADER
         self.tracker.progress[self.id].become_replicate()
         # No conf change until everything before our own first entry is applied.
         self.pending_conf_index = self.log.last_index()
@@ -380,13 +413,13 @@ class Raft:
 
     # -- elections ----------------------------------------------------------------
     def _hup(self, kind: int) -> None:
-        if self.role == Role.LEADER or not self.promotable():
+        if self.role == ROLE_LEADER or not self.promotable():
             return
         log = self.log
         if log.committed > log.applied:
             lo = max(log.applied + 1, log.first_index())
             for e in log.slice(lo, log.committed + 1):
-                if e.type == EntryType.CONF_CHANGE:
+                if e.type == ENTRY_CONF_CHANGE:
                     return  # our configuration may be stale: apply first
         if kind == _TRANSFER:
             self._campaign(_TRANSFER)
@@ -398,11 +431,11 @@ class Raft:
     def _campaign(self, kind: int) -> None:
         if kind == _PRE_ELECTION:
             self.become_pre_candidate()
-            vote_type, term = MT.PRE_VOTE, self.term + 1
+            vote_type, term = MT_PRE_VOTE, self.term + 1
         else:
             self.become_candidate()
-            vote_type, term = MT.VOTE, self.term
-        if self._poll(self.id, True) == VoteResult.WON:
+            vote_type, term = MT_VOTE, self.term
+        if self._poll(self.id, True) == VOTE_WON:
             if kind == _PRE_ELECTION:
                 self._campaign(_ELECTION)
             else:
@@ -420,7 +453,7 @@ class Raft:
 
     # -- ticks ----------------------------------------------------------------------
     def tick(self) -> None:
-        if self.role == Role.LEADER:
+        if self.role == ROLE_LEADER:
             self._tick_heartbeat()
         else:
             self._tick_election()
@@ -429,7 +462,7 @@ class Raft:
         self.election_elapsed += 1
         if self.election_elapsed >= self.randomized_election_timeout and self.promotable():
             self.election_elapsed = 0
-            self.step(Message(MT.HUP, from_=self.id))
+            self.step(Message(MT_HUP, from_=self.id))
 
     def _tick_heartbeat(self) -> None:
         self.heartbeat_elapsed += 1
@@ -437,14 +470,14 @@ class Raft:
         if self.election_elapsed >= self.election_timeout:
             self.election_elapsed = 0
             if self.check_quorum:
-                self.step(Message(MT.CHECK_QUORUM, from_=self.id))
-            if self.role == Role.LEADER and self.lead_transferee != NONE:
+                self.step(Message(MT_CHECK_QUORUM, from_=self.id))
+            if self.role == ROLE_LEADER and self.lead_transferee != NONE:
                 self.lead_transferee = NONE  # transfer timed out
-        if self.role != Role.LEADER:
+        if self.role != ROLE_LEADER:
             return
         if self.heartbeat_elapsed >= self.heartbeat_timeout:
             self.heartbeat_elapsed = 0
-            self.step(Message(MT.BEAT, from_=self.id))
+            self.step(Message(MT_BEAT, from_=self.id))
 
     # -- step ----------------------------------------------------------------------
     def step(self, m: Message) -> None:
@@ -452,47 +485,47 @@ class Raft:
         if m.term == 0:
             pass  # local message
         elif m.term > self.term:
-            if t == MT.VOTE or t == MT.PRE_VOTE:
+            if t == MT_VOTE or t == MT_PRE_VOTE:
                 force = m.context == CAMPAIGN_TRANSFER
                 in_lease = (self.check_quorum and self.lead != NONE
                             and self.election_elapsed < self.election_timeout)
                 if not force and in_lease:
                     return  # we hear from a live leader: ignore the disruption
-            if t == MT.PRE_VOTE or (t == MT.PRE_VOTE_RESP and not m.reject):
+            if t == MT_PRE_VOTE or (t == MT_PRE_VOTE_RESP and not m.reject):
                 pass  # a pre-vote never moves our term
-            elif t == MT.APP or t == MT.HEARTBEAT or t == MT.SNAP:
+            elif t == MT_APP or t == MT_HEARTBEAT or t == MT_SNAP:
                 self.become_follower(m.term, m.from_)
             else:
                 self.become_follower(m.term, NONE)
         elif m.term < self.term:
-            if t == MT.HEARTBEAT or t == MT.APP:
+            if t == MT_HEARTBEAT or t == MT_APP:
                 # A stale leader: tell it our term so it steps down. (etcd-io/raft
                 # does this only with check-quorum or pre-vote; we always do, or a
                 # member that cannot campaign -- a learner, a joiner -- whose term
                 # was bumped by a removed peer would never hear from the leader.)
-                self._send(MT.APP_RESP, m.from_)
-            elif t == MT.PRE_VOTE:
-                self._send(MT.PRE_VOTE_RESP, m.from_, reject=True)
+                self._send(MT_APP_RESP, m.from_)
+            elif t == MT_PRE_VOTE:
+                self._send(MT_PRE_VOTE_RESP, m.from_, reject=True)
             return
 
-        if t == MT.HUP:
+        if t == MT_HUP:
             self._hup(_PRE_ELECTION)
-        elif t == MT.VOTE or t == MT.PRE_VOTE:
+        elif t == MT_VOTE or t == MT_PRE_VOTE:
             can_vote = (self.vote == m.from_
                         or (self.vote == NONE and self.lead == NONE)
-                        or (t == MT.PRE_VOTE and m.term > self.term))
-            resp = MT.VOTE_RESP if t == MT.VOTE else MT.PRE_VOTE_RESP
+                        or (t == MT_PRE_VOTE and m.term > self.term))
+            resp = MT_VOTE_RESP if t == MT_VOTE else MT_PRE_VOTE_RESP
             if can_vote and self.log.is_up_to_date(m.index, m.log_term):
                 # Answer with the message's term: a pre-candidate asks for term+1.
                 self._send(resp, m.from_, term=m.term)
-                if t == MT.VOTE:
+                if t == MT_VOTE:
                     self.election_elapsed = 0
                     self.vote = m.from_
             else:
                 self._send(resp, m.from_, reject=True)
-        elif self.role == Role.LEADER:
+        elif self.role == ROLE_LEADER:
             self._step_leader(m)
-        elif self.role == Role.FOLLOWER:
+        elif self.role == ROLE_FOLLOWER:
             self._step_follower(m)
         else:
             self._step_candidate(m)
@@ -500,10 +533,10 @@ class Raft:
     def _step_leader(self, m: Message) -> None:
         t = m.type
         tr = self.tracker
-        if t == MT.BEAT:
+        if t == MT_BEAT:
             self.bcast_heartbeat()
             return
-        if t == MT.CHECK_QUORUM:
+        if t == MT_CHECK_QUORUM:
             me = tr.progress.get(self.id)
             if me is not None:
                 me.recent_active = True
@@ -514,10 +547,10 @@ class Raft:
                 if pid != self.id:
                     pr.recent_active = False
             return
-        if t == MT.PROP:
+        if t == MT_PROP:
             self._leader_propose(m)
             return
-        if t == MT.READ_INDEX:
+        if t == MT_READ_INDEX:
             if tr.is_singleton():
                 self._answer_read_index(m, self.log.committed)
             elif not self._committed_entry_in_current_term():
@@ -529,34 +562,34 @@ class Raft:
         pr = tr.progress.get(m.from_)
         if pr is None:
             return
-        if t == MT.APP_RESP:
+        if t == MT_APP_RESP:
             self._leader_app_resp(m, pr)
-        elif t == MT.HEARTBEAT_RESP:
+        elif t == MT_HEARTBEAT_RESP:
             pr.recent_active = True
             pr.probe_sent = False
-            if pr.state == ProgressState.REPLICATE and pr.inflights.full():
+            if pr.state == PS_REPLICATE and pr.inflights.full():
                 pr.inflights.free_first_one()
             if pr.match < self.log.last_index():
                 self.send_append(m.from_)
             if not m.context:
                 return
             acks = self.read_only.recv_ack(m.from_, m.context)
-            if acks is None or tr.vote_result_of(acks) != VoteResult.WON:
+            if acks is None or tr.vote_result_of(acks) != VOTE_WON:
                 return
             for rs in self.read_only.advance(m.context):
                 self._answer_read_index(rs.req, rs.index)
-        elif t == MT.SNAP_STATUS:
-            if pr.state != ProgressState.SNAPSHOT:
+        elif t == MT_SNAP_STATUS:
+            if pr.state != PS_SNAPSHOT:
                 return
             if m.reject:
                 pr.pending_snapshot = 0
             pr.become_probe()
             # Wait for the follower's response (or a heartbeat) before the next append.
             pr.probe_sent = True
-        elif t == MT.UNREACHABLE:
-            if pr.state == ProgressState.REPLICATE:
+        elif t == MT_UNREACHABLE:
+            if pr.state == PS_REPLICATE:
                 pr.become_probe()
-        elif t == MT.TRANSFER_LEADER:
+        elif t == MT_TRANSFER_LEADER:
             if pr.is_learner:
                 return
             target = m.from_
@@ -569,7 +602,7 @@ class Raft:
             self.election_elapsed = 0  # the transfer must finish within an election timeout
             self.lead_transferee = target
             if pr.match == self.log.last_index():
-                self._send(MT.TIMEOUT_NOW, target)
+                self._send(MT_TIMEOUT_NOW, target)
             else:
                 self.send_append(target)
 
@@ -581,7 +614,7 @@ class Raft:
             raise ProposalDropped(f"leadership transfer to {self.lead_transferee} in progress")
         pending = self.pending_conf_index
         for i, e in enumerate(m.entries):
-            if e.type != EntryType.CONF_CHANGE:
+            if e.type != ENTRY_CONF_CHANGE:
                 continue
             if not self._committed_entry_in_current_term():
                 # A new leader first commits an entry of its own term, so no
@@ -621,19 +654,19 @@ class Raft:
             if m.log_term > 0:
                 next_probe = self.log.find_conflict_by_term(m.reject_hint, m.log_term)
             if pr.maybe_decr_to(m.index, next_probe):
-                if pr.state == ProgressState.REPLICATE:
+                if pr.state == PS_REPLICATE:
                     pr.become_probe()
                 self.send_append(frm)
             return
         old_paused = pr.is_paused()
         if not pr.maybe_update(m.index):
             return
-        if pr.state == ProgressState.PROBE:
+        if pr.state == PS_PROBE:
             pr.become_replicate()
-        elif pr.state == ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
+        elif pr.state == PS_SNAPSHOT and pr.match >= pr.pending_snapshot:
             pr.become_probe()
             pr.become_replicate()
-        elif pr.state == ProgressState.REPLICATE:
+        elif pr.state == PS_REPLICATE:
             pr.inflights.free_le(m.index)
         if self._maybe_commit():
             self._release_pending_read_index()
@@ -643,7 +676,7 @@ class Raft:
         while self.maybe_send_append(frm, False):
             pass
         if frm == self.lead_transferee and pr.match == self.log.last_index():
-            self._send(MT.TIMEOUT_NOW, frm)
+            self._send(MT_TIMEOUT_NOW, frm)
 
     # -- ReadIndex ----------------------------------------------------------------
     def _committed_entry_in_current_term(self) -> bool:
@@ -665,68 +698,68 @@ class Raft:
         if req.from_ == NONE or req.from_ == self.id:
             self.read_states.append(ReadState(index, req.context))
         else:
-            self._send(MT.READ_INDEX_RESP, req.from_, index=index, context=req.context)
+            self._send(MT_READ_INDEX_RESP, req.from_, index=index, context=req.context)
 
     # -- follower / candidate ---------------------------------------------------
     def _step_follower(self, m: Message) -> None:
         t = m.type
-        if t == MT.PROP:
+        if t == MT_PROP:
             if self.lead == NONE:
                 raise ProposalDropped("no leader")
             if self.disable_proposal_forwarding:
                 raise ProposalDropped("proposal forwarding disabled")
             self._forward(m, self.lead)
-        elif t == MT.APP:
+        elif t == MT_APP:
             self.election_elapsed = 0
             self.lead = m.from_
             self._handle_append(m)
-        elif t == MT.HEARTBEAT:
+        elif t == MT_HEARTBEAT:
             self.election_elapsed = 0
             self.lead = m.from_
             self.log.commit_to(m.commit)
-            self._send(MT.HEARTBEAT_RESP, m.from_, context=m.context)
-        elif t == MT.SNAP:
+            self._send(MT_HEARTBEAT_RESP, m.from_, context=m.context)
+        elif t == MT_SNAP:
             self.election_elapsed = 0
             self.lead = m.from_
             self._handle_snapshot(m)
-        elif t == MT.TRANSFER_LEADER or t == MT.READ_INDEX:
+        elif t == MT_TRANSFER_LEADER or t == MT_READ_INDEX:
             if self.lead != NONE:
                 self._forward(m, self.lead)
-        elif t == MT.TIMEOUT_NOW:
+        elif t == MT_TIMEOUT_NOW:
             self._hup(_TRANSFER)
-        elif t == MT.READ_INDEX_RESP:
+        elif t == MT_READ_INDEX_RESP:
             self.read_states.append(ReadState(m.index, m.context))
 
     def _step_candidate(self, m: Message) -> None:
         t = m.type
-        my_resp = MT.PRE_VOTE_RESP if self.role == Role.PRE_CANDIDATE else MT.VOTE_RESP
-        if t == MT.PROP:
+        my_resp = MT_PRE_VOTE_RESP if self.role == ROLE_PRE_CANDIDATE else MT_VOTE_RESP
+        if t == MT_PROP:
             raise ProposalDropped("no leader")
-        if t == MT.APP:
+        if t == MT_APP:
             self.become_follower(m.term, m.from_)
             self._handle_append(m)
-        elif t == MT.HEARTBEAT:
+        elif t == MT_HEARTBEAT:
             self.become_follower(m.term, m.from_)
             self.log.commit_to(m.commit)
-            self._send(MT.HEARTBEAT_RESP, m.from_, context=m.context)
-        elif t == MT.SNAP:
+            self._send(MT_HEARTBEAT_RESP, m.from_, context=m.context)
+        elif t == MT_SNAP:
             self.become_follower(m.term, m.from_)
             self._handle_snapshot(m)
         elif t == my_resp:
             res = self._poll(m.from_, not m.reject)
-            if res == VoteResult.WON:
-                if self.role == Role.PRE_CANDIDATE:
+            if res == VOTE_WON:
+                if self.role == ROLE_PRE_CANDIDATE:
                     self._campaign(_ELECTION)
                 else:
                     self.become_leader()
                     self.bcast_append()
-            elif res == VoteResult.LOST:
+            elif res == VOTE_LOST:
                 self.become_follower(self.term, NONE)
 
     def _handle_append(self, m: Message) -> None:
         log = self.log
         if m.index < log.committed:
-            self._send(MT.APP_RESP, m.from_, index=log.committed)
+            self._send(MT_APP_RESP, m.from_, index=log.committed)
             return
         before = log.committed
         last_new = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
@@ -740,24 +773,24 @@ class Raft:
             ack = (self.term, m.from_, last_new)
             if m.entries or log.committed == before or ack != self._last_ack:
                 self._last_ack = ack
-                self._send(MT.APP_RESP, m.from_, index=last_new)
+                self._send(MT_APP_RESP, m.from_, index=last_new)
             return
         self._last_ack = (0, 0, 0)
         hint = log.find_conflict_by_term(min(m.index, log.last_index()), m.log_term)
-        self._send(MT.APP_RESP, m.from_, index=m.index, reject=True, reject_hint=hint,
+        self._send(MT_APP_RESP, m.from_, index=m.index, reject=True, reject_hint=hint,
                    log_term=log.zero_term_on_compacted(hint))
 
     def _handle_snapshot(self, m: Message) -> None:
         self._last_ack = (0, 0, 0)
         if self._restore(m.snapshot):
-            self._send(MT.APP_RESP, m.from_, index=self.log.last_index())
+            self._send(MT_APP_RESP, m.from_, index=self.log.last_index())
         else:
-            self._send(MT.APP_RESP, m.from_, index=self.log.committed)
+            self._send(MT_APP_RESP, m.from_, index=self.log.committed)
 
     def _restore(self, s: Snapshot) -> bool:
         if s.index <= self.log.committed:
             return False
-        if self.role != Role.FOLLOWER:
+        if self.role != ROLE_FOLLOWER:
             self.become_follower(self.term + 1, NONE)
             return False
         if self.log.match_term(s.index, s.term):
@@ -797,14 +830,14 @@ class Raft:
         tr.voters, tr.learners = voters, learners
         self.is_learner = self.id in learners
 
-        if self.role != Role.LEADER:
+        if self.role != ROLE_LEADER:
             return
         if self.id not in voters:
             # Removed (or demoted) leader: hand over to an up-to-date voter and
             # step down rather than lead a group we are not part of.
             best = max((p for p in voters if tr.progress[p].match == last), default=NONE)
             if best != NONE:
-                self._send(MT.TIMEOUT_NOW, best)
+                self._send(MT_TIMEOUT_NOW, best)
             self.become_follower(self.term, NONE)
             return
         if self._maybe_commit():
@@ -837,7 +870,7 @@ class RawNode:
             raise ValueError("must provide at least one peer to bootstrap")
         self._prev_hard = EMPTY_HARD_STATE
         r.become_follower(1, NONE)
-        ents = [Entry(1, i + 1, EntryType.CONF_CHANGE,
+        ents = [Entry(1, i + 1, ENTRY_CONF_CHANGE,
                       ConfChange(ConfChangeType.ADD_NODE, p).encode())
                 for i, p in enumerate(peers)]
         r.log.append(ents)
@@ -850,24 +883,24 @@ class RawNode:
         self.raft.tick()
 
     def campaign(self) -> None:
-        self.raft.step(Message(MT.HUP, from_=self.raft.id))
+        self.raft.step(Message(MT_HUP, from_=self.raft.id))
 
     def propose(self, data: bytes) -> None:
         """Raises ProposalDropped when it is certainly lost; success only
         means it was appended or forwarded, not that it will commit."""
-        self.raft.step(Message(MT.PROP, from_=self.raft.id,
-                               entries=(Entry(0, 0, EntryType.NORMAL, data),)))
+        self.raft.step(Message(MT_PROP, from_=self.raft.id,
+                               entries=(Entry(0, 0, ENTRY_NORMAL, data),)))
 
     def propose_batch(self, datas: Iterable[bytes]) -> None:
         """Propose several entries at once: they travel in the same appends
         (group commit). All or none are appended."""
-        ents = tuple(Entry(0, 0, EntryType.NORMAL, d) for d in datas)
+        ents = tuple(Entry(0, 0, ENTRY_NORMAL, d) for d in datas)
         if ents:
-            self.raft.step(Message(MT.PROP, from_=self.raft.id, entries=ents))
+            self.raft.step(Message(MT_PROP, from_=self.raft.id, entries=ents))
 
     def propose_conf_change(self, cc: ConfChange) -> None:
-        self.raft.step(Message(MT.PROP, from_=self.raft.id,
-                               entries=(Entry(0, 0, EntryType.CONF_CHANGE, cc.encode()),)))
+        self.raft.step(Message(MT_PROP, from_=self.raft.id,
+                               entries=(Entry(0, 0, ENTRY_CONF_CHANGE, cc.encode()),)))
 
     def step(self, m: Message) -> None:
         """Feed a message received from a peer. Local message types are refused;
@@ -885,17 +918,17 @@ class RawNode:
         """Ask for a linearizable read point; the answer comes back as a
         ReadState with the same (unique, non-empty) ctx in a later Ready.
         Requests are dropped silently when there is no leader: time out."""
-        self.raft.step(Message(MT.READ_INDEX, context=ctx))
+        self.raft.step(Message(MT_READ_INDEX, context=ctx))
 
     def transfer_leader(self, transferee: int) -> None:
-        self.raft.step(Message(MT.TRANSFER_LEADER, from_=transferee))
+        self.raft.step(Message(MT_TRANSFER_LEADER, from_=transferee))
 
     def report_unreachable(self, node_id: int) -> None:
-        self.raft.step(Message(MT.UNREACHABLE, from_=node_id))
+        self.raft.step(Message(MT_UNREACHABLE, from_=node_id))
 
     def report_snapshot(self, node_id: int, ok: bool) -> None:
         """Must follow every MsgSnap the driver sent (ok=False if it failed)."""
-        self.raft.step(Message(MT.SNAP_STATUS, from_=node_id, reject=not ok))
+        self.raft.step(Message(MT_SNAP_STATUS, from_=node_id, reject=not ok))
 
     def apply_conf_change(self, cc: ConfChange) -> ConfState:
         """Call when applying a committed CONF_CHANGE entry; returns the new
@@ -957,7 +990,7 @@ class RawNode:
     def status(self) -> Status:
         r = self.raft
         prs: dict[int, Progress] = {}
-        if r.role == Role.LEADER:
+        if r.role == ROLE_LEADER:
             for pid, pr in r.tracker.progress.items():
                 c = Progress(pr.next, pr.inflights.cap, match=pr.match,
                              is_learner=pr.is_learner, recent_active=pr.recent_active)

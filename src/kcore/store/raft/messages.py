@@ -45,6 +45,14 @@ class MessageType(IntEnum):
     PRE_VOTE_RESP = 18
 
 
+# The members as plain module constants for the hot paths: an attribute of an
+# enum class is looked up through its metaclass (0.12 us in Python 3.11), a
+# global is not (0.02 us). Unpacked in definition order; a test checks the names.
+(MT_HUP, MT_BEAT, MT_PROP, MT_APP, MT_APP_RESP, MT_VOTE, MT_VOTE_RESP, MT_SNAP,
+ MT_HEARTBEAT, MT_HEARTBEAT_RESP, MT_UNREACHABLE, MT_SNAP_STATUS, MT_CHECK_QUORUM,
+ MT_TRANSFER_LEADER, MT_TIMEOUT_NOW, MT_READ_INDEX, MT_READ_INDEX_RESP,
+ MT_PRE_VOTE, MT_PRE_VOTE_RESP) = MessageType
+
 LOCAL_MESSAGES = frozenset({
     MessageType.HUP, MessageType.BEAT, MessageType.UNREACHABLE,
     MessageType.SNAP_STATUS, MessageType.CHECK_QUORUM,
@@ -60,6 +68,9 @@ class EntryType(IntEnum):
     CONF_CHANGE = 1
 
 
+(ENTRY_NORMAL, ENTRY_CONF_CHANGE) = EntryType
+
+
 class ConfChangeType(IntEnum):
     ADD_NODE = 0          # add a voter, or promote a learner
     REMOVE_NODE = 1       # remove a voter or a learner
@@ -71,6 +82,9 @@ class Role(IntEnum):
     CANDIDATE = 1
     LEADER = 2
     PRE_CANDIDATE = 3
+
+
+(ROLE_FOLLOWER, ROLE_CANDIDATE, ROLE_LEADER, ROLE_PRE_CANDIDATE) = Role
 
 
 class Entry(NamedTuple):

@@ -25,12 +25,13 @@ from typing import Protocol
 from kcore.store.raft.core import Config, ProposalDropped, RawNode
 from kcore.store.raft.log import MemoryStorage
 from kcore.store.raft.messages import (
+    ENTRY_CONF_CHANGE,
+    ROLE_FOLLOWER,
+    ROLE_LEADER,
     ConfChange,
     ConfState,
     Entry,
-    EntryType,
     Message,
-    Role,
     Snapshot,
     SoftState,
 )
@@ -84,7 +85,7 @@ class RaftNode:
         self.applied = applied
         self.persisted = storage.last_index()
         self.leader = 0
-        self.role = Role.FOLLOWER
+        self.role = ROLE_FOLLOWER
         self.term = storage.hard_state.term
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -180,7 +181,7 @@ class RaftNode:
         await fut
 
     def is_leader(self) -> bool:
-        return self.role == Role.LEADER
+        return self.role == ROLE_LEADER
 
     def status(self):
         return self.raw.status()
@@ -291,7 +292,7 @@ class RaftNode:
             self._finish_ready(rd, ctx)
         if self._campaign and self.applied >= self.raw.raft.log.committed:
             self._campaign = False
-            if self.role != Role.LEADER:
+            if self.role != ROLE_LEADER:
                 self.raw.campaign()
                 self._wake.set()
         if self._solo_check and self.applied >= self.raw.raft.log.committed:
@@ -320,12 +321,12 @@ class RaftNode:
         # 0'. ... except the news of a commit only this member's clients wait
         # for: they are answered first, and the followers told after that
         # (a send to two peers costs ~0.1 ms here, on the client's path)
-        local = (committed and rd.messages and self.role == Role.LEADER
+        local = (committed and rd.messages and self.role == ROLE_LEADER
                  and not rd.entries and rd.snapshot is None
                  and all(not m.entries for m in rd.messages)
                  and self.app.waits_for(committed))
         hs, durable = rd.hard_state, self.storage.hard_state
-        if (rd.messages and rd.snapshot is None and self.role == Role.LEADER
+        if (rd.messages and rd.snapshot is None and self.role == ROLE_LEADER
                 and not local
                 and (hs is None or (hs.term, hs.vote) ==
                      (durable.term, durable.vote))):
@@ -436,7 +437,7 @@ class RaftNode:
         for e in entries:
             if e.index <= self.applied:
                 continue
-            if e.type == EntryType.CONF_CHANGE:
+            if e.type == ENTRY_CONF_CHANGE:
                 if normal:
                     self.app.apply(normal)
                     normal = []

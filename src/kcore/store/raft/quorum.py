@@ -25,6 +25,10 @@ class ProgressState(IntEnum):
     SNAPSHOT = 2   # waiting for report_snapshot() / a response past the snapshot
 
 
+(VOTE_PENDING, VOTE_LOST, VOTE_WON) = VoteResult
+(PS_PROBE, PS_REPLICATE, PS_SNAPSHOT) = ProgressState
+
+
 class Inflights:
     """Last indexes of in-flight appends, oldest first, at most `cap` of them."""
 
@@ -97,20 +101,20 @@ class Progress:
         self.inflights.reset()
 
     def become_probe(self) -> None:
-        if self.state == ProgressState.SNAPSHOT:
+        if self.state == PS_SNAPSHOT:
             pending = self.pending_snapshot
-            self._reset_state(ProgressState.PROBE)
+            self._reset_state(PS_PROBE)
             self.next = max(self.match + 1, pending + 1)
         else:
-            self._reset_state(ProgressState.PROBE)
+            self._reset_state(PS_PROBE)
             self.next = self.match + 1
 
     def become_replicate(self) -> None:
-        self._reset_state(ProgressState.REPLICATE)
+        self._reset_state(PS_REPLICATE)
         self.next = self.match + 1
 
     def become_snapshot(self, snapshot_index: int) -> None:
-        self._reset_state(ProgressState.SNAPSHOT)
+        self._reset_state(PS_SNAPSHOT)
         self.pending_snapshot = snapshot_index
 
     def maybe_update(self, n: int) -> bool:
@@ -129,7 +133,7 @@ class Progress:
     def maybe_decr_to(self, rejected: int, match_hint: int) -> bool:
         """A rejection of the append after `rejected`: move next back (to just
         past `match_hint`, the follower's conflict hint). False if stale."""
-        if self.state == ProgressState.REPLICATE:
+        if self.state == PS_REPLICATE:
             if rejected <= self.match:
                 return False
             self.next = self.match + 1
@@ -141,9 +145,9 @@ class Progress:
         return True
 
     def is_paused(self) -> bool:
-        if self.state == ProgressState.PROBE:
+        if self.state == PS_PROBE:
             return self.probe_sent
-        if self.state == ProgressState.REPLICATE:
+        if self.state == PS_REPLICATE:
             return self.inflights.full()
         return True
 
@@ -159,7 +163,7 @@ def committed_index(voters: frozenset[int], progress: dict[int, Progress]) -> in
 
 def vote_result(voters: frozenset[int], votes: dict[int, bool]) -> VoteResult:
     if not voters:
-        return VoteResult.WON
+        return VOTE_WON
     granted = rejected = 0
     for v in voters:
         r = votes.get(v)
@@ -169,10 +173,10 @@ def vote_result(voters: frozenset[int], votes: dict[int, bool]) -> VoteResult:
             rejected += 1
     q = len(voters) // 2 + 1
     if granted >= q:
-        return VoteResult.WON
+        return VOTE_WON
     if granted + (len(voters) - granted - rejected) >= q:
-        return VoteResult.PENDING
-    return VoteResult.LOST
+        return VOTE_PENDING
+    return VOTE_LOST
 
 
 class ProgressTracker:
@@ -210,4 +214,4 @@ class ProgressTracker:
 
     def quorum_active(self) -> bool:
         active = {v: True for v in self.voters if self.progress[v].recent_active}
-        return vote_result(self.voters, active) == VoteResult.WON
+        return vote_result(self.voters, active) == VOTE_WON

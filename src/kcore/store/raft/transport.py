@@ -22,8 +22,12 @@ from urllib.parse import urlsplit
 
 import msgpack
 
-from kcore.store.raft.messages import Message, decode_message, encode_message
-from kcore.store.raft.messages import MessageType as MT
+from kcore.store.raft.messages import (
+    MT_SNAP,
+    Message,
+    decode_message,
+    encode_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +160,7 @@ class _Peer:
         if w is not None and w.transport.is_closing():
             self._close()           # lost (TLS writes to a dead peer do not raise)
             w = None
-        if (w is None or self.queue or any(m.type == MT.SNAP for m in msgs)
+        if (w is None or self.queue or any(m.type == MT_SNAP for m in msgs)
                 or w.transport.get_write_buffer_size() > (1 << 20)):
             for m in msgs:
                 self.send(m)
@@ -230,9 +234,9 @@ class _Peer:
                     backoff = min(backoff * 2, 1.0)
                     continue
             msgs, self.queue = self.queue, []
-            snaps = [m for m in msgs if m.type == MT.SNAP]
+            snaps = [m for m in msgs if m.type == MT_SNAP]
             if snaps:
-                msgs = [m for m in msgs if m.type != MT.SNAP]
+                msgs = [m for m in msgs if m.type != MT_SNAP]
                 for m in snaps:
                     asyncio.get_running_loop().create_task(self.t._send_snapshot(self, m))
             if not msgs:
@@ -365,7 +369,7 @@ class PeerTransport:
         for m in msgs:
             if m.to in peers:
                 by_peer.setdefault(m.to, []).append(m)
-            elif m.type == MT.SNAP:
+            elif m.type == MT_SNAP:
                 self.handler.report_snapshot(m.to, False)
         for pid, ms in by_peer.items():
             peers[pid].send_now(ms)
