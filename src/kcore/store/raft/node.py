@@ -356,7 +356,14 @@ class RaftNode:
             early = [e for e in committed if e.index <= self.persisted] \
                 if rd.snapshot is None else []
             if early:
-                self._enqueue_apply(early)
+                if (fut is None and not rd.entries and not rd.messages
+                        and not self._applyq):
+                    # a follower told of a commit: nothing to overlap with and
+                    # nothing to send after it -- applied here, no task switch
+                    self._apply(early)
+                    self._release_reads()
+                else:
+                    self._enqueue_apply(early)
         return fut, sent, local, len(early)
 
     def _finish_ready(self, rd, ctx: tuple) -> None:
