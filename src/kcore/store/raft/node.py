@@ -356,14 +356,10 @@ class RaftNode:
             early = [e for e in committed if e.index <= self.persisted] \
                 if rd.snapshot is None else []
             if early:
-                if (fut is None and not rd.entries and not rd.messages
-                        and not self._applyq):
-                    # a follower told of a commit: nothing to overlap with and
-                    # nothing to send after it -- applied here, no task switch
-                    self._apply(early)
-                    self._release_reads()
-                else:
-                    self._enqueue_apply(early)
+                # a follower told of a commit (no fsync, nothing to send after it)
+                # applies it here, without a task switch
+                self._apply_or_enqueue(early, fut is None and not rd.entries
+                                       and not rd.messages)
         return fut, sent, local, len(early)
 
     def _finish_ready(self, rd, ctx: tuple) -> None:
@@ -390,11 +386,7 @@ class RaftNode:
             self.applied = max(self.applied, rd.snapshot.index)
         rest = rd.committed_entries[n_early:]
         if rest:
-            if not self._applyq and not self.pending:
-                self._apply(rest)      # nothing to overlap with: apply now
-                self._release_reads()
-            else:
-                self._enqueue_apply(rest)
+            self._apply_or_enqueue(rest, not self.pending)
         for rs in rd.read_states:
             self._read_sent.pop(rs.request_ctx, None)
             waiters = self._read_inflight.pop(rs.request_ctx, None)
@@ -412,6 +404,15 @@ class RaftNode:
             self.wal.save(rd.hard_state, rd.entries)
             if rd.must_sync or rd.entries:
                 self.wal.sync()
+
+    def _apply_or_enqueue(self, entries, now: bool) -> None:
+        """Apply here when `now` (nothing to overlap with) and nothing is queued
+        before them; else on the apply task, in order."""
+        if now and not self._applyq:
+            self._apply(entries)
+            self._release_reads()
+        else:
+            self._enqueue_apply(entries)
 
     def _enqueue_apply(self, entries) -> None:
         """Committed entries are applied by their own task, in order, so that applying
